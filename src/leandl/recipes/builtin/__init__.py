@@ -1,0 +1,1 @@
+"""Built-in recipes (YAML files), addressable by name: ``leandl run digits-baseline``."""

@@ -1,0 +1,184 @@
+"""Run a recipe: stages in order, each measured, checkpointed and summarised.
+
+``run(recipe, out=DIR)`` writes the run directory described in DESIGN.md::
+
+    DIR/recipe.yaml       the resolved recipe
+    DIR/metrics.jsonl     one JSON object per logged step / epoch / stage event
+    DIR/stages/NN-KIND/   model/ (checkpoint), summary.json, resume/ (while training)
+    DIR/summary.json      per stage: accuracy and every measured cost, with units
+
+A completed stage (its ``summary.json`` exists) is skipped on ``--resume`` and its checkpoint
+loaded; an interrupted training stage continues from its resume state.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from leandl.recipes.context import RunContext
+from leandl.recipes.dist import DistInfo, dist_info, finish_dist
+from leandl.recipes.loader import load_recipe, recipe_to_dict, stage_options
+from leandl.recipes.measure_stage import measure_stage
+from leandl.recipes.rundir import default_out_dir, prepare_run_dir, run_lock, stage_dir_name, write_json
+from leandl.recipes.schema import Recipe
+from leandl.registry import STAGES
+from leandl.train.metrics_log import MetricsLogger
+
+__all__ = ["run", "build_initial_model", "UNITS"]
+
+UNITS = {"accuracy": "fraction in [0, 1]", "params": "count", "macs": "multiply-accumulates per sample",
+         "flops": "2 x MACs per sample", "size_bytes": "bytes (safetensors weights)",
+         "latency_ms": "milliseconds per batch (median), keyed by batch size",
+         "train_seconds": "seconds of wall time", "energy_j": "joules per sample"}
+
+
+def build_initial_model(recipe: Recipe, data: Any) -> torch.nn.Module:
+    """The recipe's starting model: from the registry (sized to the data) or a checkpoint."""
+    from leandl.checkpoint import load
+    from leandl.models import create_model
+
+    cfg = recipe.model
+    if cfg.checkpoint is not None:
+        return load(cfg.checkpoint, trust=cfg.trust)
+    kwargs = {"num_classes": data.num_classes, "input_shape": list(data.input_shape), **cfg.kwargs}
+    torch.manual_seed(recipe.seed)
+    return create_model(cfg.name, **kwargs)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _load_data(recipe: Recipe) -> Any:
+    from leandl.data import load_data
+
+    d = recipe.data
+    bundle = load_data(d.name, root=d.root, seed=recipe.seed, **d.options)
+    if d.noise is not None:
+        from leandl.data.noise import apply_noise
+
+        bundle = apply_noise(bundle, d.noise)
+    return bundle
+
+
+def run(recipe: str | Path | dict[str, Any] | Recipe, out: str | Path | None = None, *,
+        overrides: list[str] | None = None, resume: bool = False, overwrite: bool = False,
+        seed: int | None = None) -> dict[str, Any]:
+    """Run a recipe and return its summary (also written to ``out/summary.json``).
+
+    Args:
+        recipe: a YAML path, a built-in name, a mapping, or a :class:`Recipe`.
+        out: the run directory (default ``runs/<name>-<timestamp>``).
+        overrides: ``a.b=value`` strings applied to the resolved recipe.
+        resume: continue the run in ``out``.
+        overwrite: reuse a directory that already holds a run.
+        seed: override the recipe's seed.
+    """
+    dist = dist_info()
+    if resume and out is not None and not isinstance(recipe, Recipe) and (Path(out) / "recipe.yaml").exists():
+        recipe = str(Path(out) / "recipe.yaml")
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    if seed is not None:
+        rec = rec.model_copy(update={"seed": seed})
+    out_dir = Path(out) if out is not None else default_out_dir(rec.name)
+    out_dir = dist.broadcast_path(out_dir)
+    if dist.is_main:
+        prepare_run_dir(out_dir, resume, overwrite)
+    dist.barrier()
+    try:
+        if dist.is_main:
+            with run_lock(out_dir):
+                return _run_locked(rec, out_dir, resume, dist)
+        return _run_locked(rec, out_dir, resume, dist)
+    finally:
+        finish_dist(dist)
+
+
+def _run_locked(rec: Recipe, out_dir: Path, resume: bool, dist: DistInfo) -> dict[str, Any]:
+    import yaml
+
+    t0 = time.perf_counter()
+    if dist.is_main:
+        (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(rec), sort_keys=False))
+    logger = MetricsLogger(out_dir / "metrics.jsonl", enabled=dist.is_main)
+    data = _load_data(rec)
+    device = dist.device or _device(rec.device)
+    ctx = RunContext(recipe=rec, out_dir=out_dir, data=data, model=build_initial_model(rec, data).to(device),
+                     device=device, logger=logger, resume=resume, rank=dist.rank, world_size=dist.world_size)
+    logger.log({"event": "run_start", "recipe": rec.name, "resume": resume, "world_size": dist.world_size})
+    for i, entry in enumerate(rec.stages):
+        _run_stage(ctx, i, entry.kind)
+    summary = _summary(rec, ctx, time.perf_counter() - t0)
+    if dist.is_main:
+        write_json(out_dir / "summary.json", summary)
+        _write_report(out_dir)
+    logger.log({"event": "run_end", "seconds": summary["total_seconds"]})
+    return summary
+
+
+def _run_stage(ctx: RunContext, index: int, kind: str) -> None:
+    from leandl.checkpoint import load, save
+
+    name = stage_dir_name(index, kind)
+    ctx.stage_index, ctx.stage_name = index, name
+    ctx.stage_dir = ctx.out_dir / "stages" / name
+    done = ctx.stage_dir / "summary.json"
+    if ctx.resume and done.exists():
+        info = json.loads(done.read_text())
+        ctx.model = load(ctx.stage_dir / "model", trust=ctx.recipe.model.trust).to(ctx.device)
+        ctx.artifacts.update(info.get("artifacts", {}))
+        ctx.summaries.append(info)
+        ctx.logger.log({"event": "stage_skipped", "stage": name, "reason": "completed before resume"})
+        return
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    stage = STAGES.get(kind)(stage_options(ctx.recipe, index))
+    ctx.logger.log({"event": "stage_start", "stage": name})
+    t0 = time.perf_counter()
+    result = stage.run(ctx)
+    seconds = time.perf_counter() - t0
+    ctx.model = result.model
+    ctx.artifacts.update(result.artifacts)
+    metrics = dict(result.metrics)
+    metrics.setdefault("train_seconds", seconds if stage.trains else 0.0)
+    metrics["stage_seconds"] = seconds
+    if result.measure:
+        for key, value in measure_stage(ctx, result.model).items():
+            metrics.setdefault(key, value)
+    info = {"index": index, "kind": kind, "name": getattr(stage.options, "name", None) or kind, "dir": name,
+            "metrics": metrics, "artifacts": result.artifacts}
+    if ctx.is_main:
+        save(result.model, ctx.stage_dir / "model", metrics=metrics)
+        from leandl.recipes.rundir import write_json as _wj
+
+        _wj(done, info)
+    ctx.summaries.append(info)
+    ctx.logger.log({"event": "stage_end", "stage": name, "metrics": metrics})
+
+
+def _summary(rec: Recipe, ctx: RunContext, seconds: float) -> dict[str, Any]:
+    import leandl
+
+    return {
+        "recipe": rec.name, "out_dir": str(ctx.out_dir), "seed": rec.seed, "device": str(ctx.device), "world_size": ctx.world_size,
+        "threads": torch.get_num_threads(), "total_seconds": seconds,
+        "versions": {"leandl": leandl.__version__, "torch": torch.__version__, "python": platform.python_version()},
+        "machine": platform.machine(), "units": UNITS,
+        "stages": [{k: s[k] for k in ("index", "kind", "name", "dir", "metrics")} for s in ctx.summaries],
+    }
+
+
+def _write_report(out_dir: Path) -> None:
+    """Write report.md / report.html when the report package is available."""
+    try:
+        from leandl.report import write_report
+    except ImportError:
+        return
+    write_report(out_dir)

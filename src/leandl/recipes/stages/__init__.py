@@ -1,0 +1,1 @@
+"""Stage kinds, one file each, registered in :data:`leandl.registry.STAGES`."""

@@ -1,0 +1,165 @@
+"""Pickle-free persistence: nested trees of tensors and plain values, and atomic directories.
+
+A *tree* is any nesting of dicts, lists/tuples, tensors, numbers, strings, booleans and None
+(optimizer state dicts, RNG states, technique states). :func:`save_tree` writes the tensors to a
+safetensors file and the rest to JSON with references, so reading it back never executes code.
+:func:`atomic_dir` writes a directory under a temporary name, fsyncs it and renames it into
+place, so a reader sees either the old complete directory or the new complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from leandl.errors import CheckpointError
+
+__all__ = ["save_tree", "load_tree", "atomic_dir", "atomic_write_text", "fsync_dir", "resolve_dir"]
+
+_T = "__tensor__"
+_INT_KEYS = "__int_keys__"
+_TUPLE = "__tuple__"
+
+
+def _flatten(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = path or "root"
+        tensors[key] = obj.detach().cpu().contiguous().clone()
+        return {_T: key}
+    if isinstance(obj, dict):
+        if obj and all(isinstance(k, int) for k in obj):
+            inner = {str(k): _flatten(v, tensors, f"{path}.{k}") for k, v in obj.items()}
+            return {_INT_KEYS: inner}
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"tree keys must be str or all int, got {type(k).__name__} at {path}")
+            out[k] = _flatten(v, tensors, f"{path}.{k}")
+        return out
+    if isinstance(obj, tuple):
+        return {_TUPLE: [_flatten(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_flatten(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    if hasattr(obj, "item") and hasattr(obj, "dtype"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} at '{path}' without pickle")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_T}:
+            return tensors[obj[_T]]
+        if set(obj) == {_INT_KEYS}:
+            return {int(k): _unflatten(v, tensors) for k, v in obj[_INT_KEYS].items()}
+        if set(obj) == {_TUPLE}:
+            return tuple(_unflatten(v, tensors) for v in obj[_TUPLE])
+        return {k: _unflatten(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def save_tree(tree: Any, directory: str | Path, name: str) -> None:
+    """Write ``tree`` as ``NAME.json`` + ``NAME.safetensors`` inside ``directory``."""
+    directory = Path(directory)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(tree, tensors, "")
+    save_file(tensors, str(directory / f"{name}.safetensors"))
+    (directory / f"{name}.json").write_text(json.dumps(skeleton))
+
+
+def load_tree(directory: str | Path, name: str) -> Any:
+    """Read a tree written by :func:`save_tree` (no pickle involved)."""
+    directory = Path(directory)
+    try:
+        skeleton = json.loads((directory / f"{name}.json").read_text())
+        tensors = load_file(str(directory / f"{name}.safetensors"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"cannot read saved state '{name}': {exc}", where=str(directory),
+            fix="the directory is incomplete or corrupted; resume from an earlier checkpoint",
+        ) from exc
+    return _unflatten(skeleton, tensors)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """fsync a directory entry so a rename inside it is durable."""
+    fd = os.open(str(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    fsync_dir(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory; on success it replaces ``target`` atomically.
+
+    On an exception the temporary directory is removed and ``target`` is untouched. If
+    ``target`` exists it is first renamed to ``target.old-<id>`` and removed after the swap;
+    :func:`resolve_dir` finds that copy if a crash falls between the two renames.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        old = None
+        if target.exists():
+            old = target.parent / f"{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(target, old)
+        os.rename(tmp, target)
+        fsync_dir(target.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_dir(target: str | Path) -> Path:
+    """``target`` if it exists, else the newest ``target.old-*`` left by an interrupted swap."""
+    target = Path(target)
+    if target.exists():
+        return target
+    olds = sorted(target.parent.glob(f"{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    return olds[-1] if olds else target
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
