@@ -68,9 +68,13 @@ class Registry(Generic[T]):
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
         for pkg_name in self.providers:
-            pkg = importlib.import_module(pkg_name)
+            try:
+                pkg = importlib.import_module(pkg_name)
+            except ModuleNotFoundError as exc:
+                if exc.name == pkg_name:  # an optional provider package that is not there
+                    continue
+                raise
             path = getattr(pkg, "__path__", None)
             if path is None:
                 continue
@@ -78,6 +82,7 @@ class Registry(Generic[T]):
                 if info.name.rsplit(".", 1)[-1].startswith("_"):
                     continue
                 importlib.import_module(info.name)
+        self._loaded = True
 
     def get(self, name: str) -> T:
         """Return the entry for ``name``; an unknown name raises :class:`UsageError`."""

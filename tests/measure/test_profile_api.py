@@ -17,7 +17,9 @@ profile_module = importlib.import_module("leandl.measure.profile")
 
 
 def _tiny() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3)
+    )
 
 
 def test_rebatch_slices_and_repeats() -> None:
@@ -32,7 +34,9 @@ def test_profile_fields_and_json_round_trip(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(profile_module, "measure_energy_rapl", lambda *a, **k: None)
     model = _tiny()
     before = torch.get_num_threads()
-    result = profile(model, torch.randn(2, 3, 4, 4), batch_sizes=(3, 1), threads=1, warmup=1, repeats=3)
+    result = profile(
+        model, torch.randn(2, 3, 4, 4), batch_sizes=(3, 1), threads=1, warmup=1, repeats=3
+    )
     assert isinstance(result, Profile)
     assert torch.get_num_threads() == before
     macs_b1 = count_macs(model, torch.randn(1, 3, 4, 4)).total
@@ -46,7 +50,8 @@ def test_profile_fields_and_json_round_trip(monkeypatch: pytest.MonkeyPatch) -> 
     assert result.memory_batch_size == 3 and result.peak_memory_bytes > 0
     assert result.energy_source == "estimated" and result.energy_j > 0
     data = json.loads(json.dumps(result.to_dict()))
-    assert data["latency_ms"] == {"1": result.latency[1].median_ms, "3": result.latency[3].median_ms}
+    medians = {"1": result.latency[1].median_ms, "3": result.latency[3].median_ms}
+    assert data["latency_ms"] == medians
     for key in ("params", "macs", "flops", "size_bytes", "energy_j", "energy_source", "units"):
         assert key in data
     assert dict(result.summary_rows())["params"] == "0.000 M"

@@ -12,11 +12,15 @@ import importlib
 import os
 import pkgutil
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import typer
 
 __all__ = ["main", "build_app"]
 
 
-def build_app():  # noqa: ANN201 - typer.Typer, imported lazily
+def build_app() -> typer.Typer:
     """Create the typer app with every command module registered."""
     import typer
 

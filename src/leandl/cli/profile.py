@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from leandl.errors import UsageError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from leandl.measure import Profile
 
 __all__ = ["register", "parse_int_list", "profile_command"]
 
@@ -40,7 +45,9 @@ def parse_int_list(text: str, option: str, example: str, min_len: int = 1) -> li
     return values
 
 
-def _build_model(model: str, shape: list[int], num_classes: Optional[int], trust: bool):  # noqa: ANN202
+def _build_model(
+    model: str, shape: list[int], num_classes: Optional[int], trust: bool
+) -> nn.Module:
     path = Path(model)
     if path.is_dir():
         if not (path / "leandl.json").is_file():
@@ -62,15 +69,25 @@ def _build_model(model: str, shape: list[int], num_classes: Optional[int], trust
 
 def profile_command(
     model: str = typer.Argument(..., help="Registry model name or checkpoint directory."),
-    input_shape: str = typer.Option(..., "--input-shape", help="Input shape, batch first: 1,3,32,32."),
+    input_shape: str = typer.Option(
+        ..., "--input-shape", help="Input shape, batch first: 1,3,32,32."
+    ),
     batch_sizes: str = typer.Option("1", "--batch-sizes", help="Batch sizes to time: 1,64."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch intra-op threads (default: current)."),
-    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes (registry models)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="Torch intra-op threads (default: current setting)."
+    ),
+    num_classes: Optional[int] = typer.Option(
+        None, "--num-classes", help="Number of classes (registry models)."
+    ),
     warmup: int = typer.Option(5, "--warmup", help="Untimed calls per batch size."),
     repeats: int = typer.Option(20, "--repeats", help="Timed calls per batch size."),
     as_json: bool = typer.Option(False, "--json", help="Print only JSON."),
-    per_layer: bool = typer.Option(False, "--per-layer", help="Also list MACs per module (JSON always has them)."),
-    trust: bool = typer.Option(False, "--trust", help="Allow a checkpoint whose spec names outside code."),
+    per_layer: bool = typer.Option(
+        False, "--per-layer", help="Also list MACs per module (JSON always has them)."
+    ),
+    trust: bool = typer.Option(
+        False, "--trust", help="Allow a checkpoint whose spec names code outside leandl."
+    ),
 ) -> None:
     """Measure params, MACs, size, latency, peak memory and energy of MODEL."""
     import torch
@@ -80,19 +97,23 @@ def profile_command(
     shape = parse_int_list(input_shape, "--input-shape", _SHAPE_EXAMPLE, min_len=2)
     sizes = parse_int_list(batch_sizes, "--batch-sizes", "--batch-sizes 1,64")
     if threads is not None and threads < 1:
-        raise UsageError(f"threads must be >= 1, got {threads}", where="--threads", fix="For example --threads 2")
+        raise UsageError(
+            f"threads must be >= 1, got {threads}", where="--threads", fix="For example --threads 2"
+        )
     if repeats < 1 or warmup < 0:
         raise UsageError("need --repeats >= 1 and --warmup >= 0", where="--repeats/--warmup")
     net = _build_model(model, shape, num_classes, trust)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
-    result = profile(net, example, batch_sizes=sizes, threads=threads, warmup=warmup, repeats=repeats)
+    result = profile(
+        net, example, batch_sizes=sizes, threads=threads, warmup=warmup, repeats=repeats
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     _print_tables(model, result, per_layer)
 
 
-def _print_tables(name: str, result, per_layer: bool) -> None:  # noqa: ANN001
+def _print_tables(name: str, result: Profile, per_layer: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -109,7 +130,8 @@ def _print_tables(name: str, result, per_layer: bool) -> None:  # noqa: ANN001
         layers.add_column("MACs", justify="right")
         layers.add_column("share", justify="right")
         for mod, macs in result.macs_per_module.items():
-            layers.add_row(mod or "(root)", f"{macs / 1e6:.3f} M", f"{100 * macs / max(result.macs, 1):.1f} %")
+            share = 100 * macs / max(result.macs, 1)
+            layers.add_row(mod or "(root)", f"{macs / 1e6:.3f} M", f"{share:.1f} %")
         console.print(layers)
 
 

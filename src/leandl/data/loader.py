@@ -66,8 +66,9 @@ def epoch_indices(
     return order[rank:total:world_size]
 
 
-class EpochBatchSampler(Sampler[list[int]]):
-    """Yields lists of indices, ``batch_size`` at a time, of :func:`epoch_indices`."""
+class EpochBatchSampler(Sampler[Any]):
+    """Yields the indices of :func:`epoch_indices`, ``batch_size`` at a time: lists of ints,
+    or int64 tensors with ``as_tensor=True`` (for batched fetching)."""
 
     def __init__(
         self,
@@ -80,19 +81,21 @@ class EpochBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        as_tensor: bool = False,
     ) -> None:
         self.batch_size = batch_size
+        self.as_tensor = as_tensor
         self.drop_last = drop_last
         self.order = epoch_indices(
             n, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank,
             world_size=world_size, drop_last=drop_last,
         )
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[Any]:
         for batch in torch.split(self.order, self.batch_size):
             if self.drop_last and batch.numel() < self.batch_size:
                 return
-            yield batch.tolist()
+            yield batch if self.as_tensor else batch.tolist()
 
     def __len__(self) -> int:
         n = self.order.numel()
@@ -136,14 +139,18 @@ def make_loader(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}", "data.batch_size")
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}", "rank")
+    batchable = bool(getattr(dataset, "batchable", False))
     sampler = EpochBatchSampler(
         len(dataset), batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-        drop_last=drop_last, rank=rank, world_size=world_size,
+        drop_last=drop_last, rank=rank, world_size=world_size, as_tensor=batchable,
     )
     with_epoch = getattr(dataset, "with_epoch", None)
     if with_epoch is not None:
         dataset = with_epoch(epoch)
-    common: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory}
-    if getattr(dataset, "batchable", False):
+    # A loader's own generator keeps iterator creation from drawing on the global RNG, so
+    # dropout and other global-RNG users see the same stream after a resume.
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    common: dict[str, Any] = {"num_workers": num_workers, "pin_memory": pin_memory, "generator": gen}
+    if batchable:
         return DataLoader(dataset, batch_size=None, sampler=sampler, collate_fn=_as_batch, **common)
     return DataLoader(dataset, batch_sampler=sampler, **common)

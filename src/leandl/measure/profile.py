@@ -96,16 +96,17 @@ class Profile:
         if self.nonzero_params != self.params:
             rows.insert(1, ("non-zero params", f"{self.nonzero_params / 1e6:.3f} M"))
         for b, s in self.latency.items():
+            plural = "s" if s.threads != 1 else ""
             rows.append(
                 (
-                    f"latency, batch {b}, {s.threads} thread{'s' if s.threads != 1 else ''}",
-                    f"{s.median_ms:.2f} ms (p90 {s.p90_ms:.2f} ms, {s.throughput_per_s:.0f} samples/s)",
+                    f"latency, batch {b}, {s.threads} thread{plural}",
+                    f"{s.median_ms:.2f} ms (p90 {s.p90_ms:.2f} ms, "
+                    f"{s.throughput_per_s:.0f} samples/s)",
                 )
             )
         if self.peak_memory_bytes is not None:
-            rows.append(
-                (f"peak memory, batch {self.memory_batch_size}", f"{self.peak_memory_bytes / 1e6:.2f} MB")
-            )
+            mem = f"{self.peak_memory_bytes / 1e6:.2f} MB"
+            rows.append((f"peak memory, batch {self.memory_batch_size}", mem))
         if self.energy_j is not None:
             rows.append((f"energy per sample ({self.energy_source})", _joules(self.energy_j)))
         rows.append(("device / torch", f"{self.device} / {self.torch_version}"))

@@ -17,12 +17,16 @@ from leandl.registry import MODELS
 __all__ = ["LeNet5", "lenet5"]
 
 
-def _conv_pool(cin: int, cout: int, size: tuple[int, int], pad_below: int) -> tuple[nn.Module, tuple[int, int]]:
+def _conv_pool(
+    cin: int, cout: int, size: tuple[int, int], pad_below: int
+) -> tuple[nn.Module, tuple[int, int]]:
     """5x5 conv (padded by 2 along a side shorter than ``pad_below``), ReLU, 2x2 max-pool."""
     pads = tuple(2 if s < pad_below else 0 for s in size)
     out = tuple(s + 2 * p - 4 for s, p in zip(size, pads))
     pooled = tuple(o // 2 for o in out)
-    block = nn.Sequential(nn.Conv2d(cin, cout, 5, padding=pads), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    block = nn.Sequential(
+        nn.Conv2d(cin, cout, 5, padding=pads), nn.ReLU(inplace=True), nn.MaxPool2d(2)
+    )
     return block, pooled  # type: ignore[return-value]
 
 

@@ -20,7 +20,10 @@ from torch import nn
 
 from leandl.errors import ModelError
 from leandl.models._common import (
-    Backbone, ClassifierHead, check_input_shape, conv_bn_relu,
+    Backbone,
+    ClassifierHead,
+    check_input_shape,
+    conv_bn_relu,
     init_weights,
 )
 from leandl.registry import MODELS

@@ -11,8 +11,13 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from leandl.models._common import Backbone, ClassifierHead, check_input_shape, conv_bn_relu
-from leandl.models._common import init_weights
+from leandl.models._common import (
+    Backbone,
+    ClassifierHead,
+    check_input_shape,
+    conv_bn_relu,
+    init_weights,
+)
 from leandl.registry import MODELS
 
 __all__ = ["VGG", "vgg11_bn", "vgg16_bn"]

@@ -59,7 +59,8 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         heads, hd = self.num_heads, self.head_dim
         qkv = self.qkv(x).reshape(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)  # (3, B, h, N, hd)
-        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (B, h, N, hd)
+        q, k, v = qkv.unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, hd)
         return self.proj(y.transpose(1, 2).reshape(b, n, heads * hd))
 
 

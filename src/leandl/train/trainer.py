@@ -155,6 +155,11 @@ class Trainer:
         tree = load_resume(self.run_dir / "resume")
         st.model.load_state_dict(tree["model"])
         st.optimizer.load_state_dict(tree["optimizer"])
+        if len(tree["techniques"]) != len(self.engine.techniques):
+            raise TrainingError(
+                f"the resume state holds {len(tree['techniques'])} technique states but this stage has "
+                f"{len(self.engine.techniques)} techniques", where=str(self.run_dir / "resume"),
+                fix="resume with the same recipe (the run directory's recipe.yaml) or start a new run")
         for tech, sd in zip(self.engine.techniques, tree["techniques"], strict=True):
             tech.load_state_dict(sd)
         set_rng_state(tree["rng"])

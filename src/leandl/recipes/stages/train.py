@@ -24,6 +24,11 @@ def run_training(ctx: RunContext, options: TrainOptions, description: str = "tra
     """Train ``ctx.model`` with the stage's settings and techniques; shared by stage kinds."""
     cfg = ctx.train_config(options)
     techniques = ctx.build_techniques(options.techniques)
+    if getattr(ctx.data, "noise", None) is not None:
+        # label noise is on: report clean-train accuracy, memorisation and correction
+        from leandl.registry import TECHNIQUES
+
+        techniques.append(TECHNIQUES.get("noise_monitor")(ctx.data))
     trainer = Trainer(
         ctx.model, cfg, train_data=ctx.data.train, val_data=ctx.data.val,
         num_classes=ctx.data.num_classes, techniques=techniques, device=ctx.device,

@@ -1,0 +1,141 @@
+"""Benchmark a model on several backends: outputs checked against eager first, then timed.
+
+For every backend, :func:`bench_backends`
+
+1. builds it (``BACKENDS.get(name)().build``); a build error makes every row of that backend
+   ``status = "failed: <reason>"`` (the backend is reported, never dropped);
+2. compares its outputs with eager PyTorch on ``check_inputs`` (a batch of real or synthetic
+   inputs): ``max_abs_diff = max |y_backend - y_eager|`` and ``top1_agreement`` = fraction of
+   samples with the same argmax;
+3. for each thread count and batch size, measures latency with
+   :func:`leandl.measure.measure_latency` (median and p90 in ms over ``repeats`` calls after
+   ``warmup``; the first warm-up call absorbs compilation), throughput = batch / median
+   (samples/s).
+
+Rows (one per backend x batch size x threads) have the keys of :data:`ROW_KEYS`. Timings are
+sequential; for ratios on a noisy machine use :func:`leandl.measure.compare_latency`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from leandl.deploy.backend import BuiltBackend
+from leandl.deploy.onnx_export import compare_outputs
+from leandl.measure import measure_latency
+from leandl.measure._util import as_args, rebatch
+from leandl.registry import BACKENDS
+
+__all__ = ["bench_backends", "ROW_KEYS", "format_rows"]
+
+ROW_KEYS = ("backend", "batch_size", "threads", "status", "latency_ms", "p90_ms", "throughput", "size_bytes",
+            "max_abs_diff", "top1_agreement")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"failed: {type(exc).__name__}: {text}"[:300]
+
+
+def _row(name: str, bs: int, threads: int | None, status: str, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+    row.update(backend=name, batch_size=bs, threads=threads, status=status, **values)
+    return row
+
+
+def _check(built: BuiltBackend, reference: torch.Tensor, check_inputs: Any, threads: int | None) -> dict[str, float]:
+    with torch.inference_mode():
+        out = built.runner(threads)(*as_args(check_inputs))
+    res = compare_outputs(reference, out)
+    return {"max_abs_diff": res.max_abs_diff, "top1_agreement": res.top1_agreement}
+
+
+def _time_backend(built: BuiltBackend, name: str, base: dict[str, Any], check_inputs: Any,
+                  batch_sizes: Sequence[int], threads: Sequence[int | None], warmup: int,
+                  repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    for t in threads:
+        try:
+            run = built.runner(t)
+        except Exception as exc:  # a session that cannot open is a failed row, not a crash
+            rows += [_row(name, bs, t, _reason(exc), **base) for bs in batch_sizes]
+            continue
+        for bs in batch_sizes:
+            try:
+                stats = measure_latency(run, rebatch(check_inputs, bs), warmup=max(1, warmup), repeats=repeats,
+                                        threads=t)
+                rows.append(_row(name, bs, t, "ok", latency_ms=stats.median_ms, p90_ms=stats.p90_ms,
+                                 throughput=stats.throughput_per_s, **base))
+            except Exception as exc:  # e.g. a runtime that rejects this batch size
+                rows.append(_row(name, bs, t, _reason(exc), **base))
+    return rows
+
+
+def bench_backends(
+    model: nn.Module,
+    backends: Sequence[str],
+    check_inputs: Any,
+    *,
+    batch_sizes: Sequence[int] = (1, 64),
+    threads: Sequence[int | None] = (None,),
+    calibration: Sequence[Any] = (),
+    warmup: int = 3,
+    repeats: int = 20,
+    workdir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Build, check and time ``model`` on each backend.
+
+    Args:
+        model: the fp32 model (not modified).
+        backends: names in :data:`leandl.registry.BACKENDS` (an unknown name is a failed row).
+        check_inputs: input batch (tensor or tuple) used for the output check and, re-batched,
+            for timing.
+        batch_sizes: batch sizes to time.
+        threads: intra-op thread counts (``None`` = current setting).
+        calibration: input batches for backends that calibrate (static int8).
+        warmup, repeats: untimed / timed calls per measurement.
+        workdir: where artifacts go (a temporary folder by default).
+
+    Returns:
+        Rows with the keys of :data:`ROW_KEYS`.
+    """
+    model = model.cpu().eval()
+    with torch.inference_mode():
+        reference = model(*as_args(check_inputs))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(workdir) if workdir is not None else Path(tmp)
+        for name in backends:
+            try:
+                built = BACKENDS.get(name)().build(model, check_inputs, calibration, root / name)
+                base: dict[str, Any] = {"size_bytes": built.size_bytes}
+                base.update(_check(built, reference, check_inputs, threads[0]))
+            except Exception as exc:  # build or check failed: report it for every row
+                rows += [_row(name, bs, t, _reason(exc)) for t in threads for bs in batch_sizes]
+                continue
+            rows += _time_backend(built, name, base, check_inputs, batch_sizes, threads, warmup, repeats)
+    return rows
+
+
+def format_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table of bench rows (units in the header)."""
+
+    def f(v: Any, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    head = (f"{'backend':<26} {'batch':>5} {'thr':>3} {'median ms':>10} {'p90 ms':>9} {'samples/s':>10} "
+            f"{'size MB':>8} {'max|diff|':>9} {'top1':>6}  status")
+    lines = [head]
+    for r in rows:
+        size = None if r["size_bytes"] is None else r["size_bytes"] / 1e6
+        lines.append(f"{r['backend']:<26} {r['batch_size']:>5} {str(r['threads'] or '-'):>3} "
+                     f"{f(r['latency_ms'], '.3f'):>10} {f(r['p90_ms'], '.3f'):>9} {f(r['throughput'], '.1f'):>10} "
+                     f"{f(size, '.3f'):>8} {f(r['max_abs_diff'], '.2e'):>9} {f(r['top1_agreement'], '.3f'):>6}  "
+                     f"{r['status']}")
+    return "\n".join(lines)

@@ -1,0 +1,128 @@
+"""ONNX Runtime int8 quantization: static QDQ (calibrated) and dynamic (MatMul/Gemm only).
+
+Static (``quantize_static``): activation ranges are calibrated on N batches of real inputs
+(MinMax, Percentile or Entropy, reference B2); weights are int8 symmetric, per output channel
+by default; activations uint8 asymmetric (ONNX Runtime's recommendation for x86: U8 activations,
+S8 weights); the graph is written in QDQ format (QuantizeLinear/DequantizeLinear pairs around
+each op) and ONNX Runtime fuses the pairs into integer kernels when it loads the file.
+
+Dynamic (``quantize_dynamic``): weights int8, activation scales computed per batch at run time.
+It is restricted to ``MatMul``/``Gemm``: on a conv net, dynamic quantization of Conv produces
+``ConvInteger``, measured 7-14x SLOWER than fp32 ONNX Runtime here (MEASURED.md), so conv
+layers stay fp32 (use static int8 for CNNs).
+
+``reduce_range`` (7-bit weights) avoids int16 saturation of u8 x s8 products on x86 without
+VNNI (this machine: AVX2, no VNNI; reference B5.7); it is off by default because per-channel
+int8 weights measured no accuracy loss here, and it costs one bit of weight precision.
+
+Both run ``quant_pre_process`` first (shape inference + graph optimisation, e.g. BN folding).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from leandl.deploy.calibration import TensorDataReader
+from leandl.errors import ConfigError
+
+__all__ = ["CalibrateMethod", "quantize_static_onnx", "quantize_dynamic_onnx", "op_counts", "DYNAMIC_OP_TYPES"]
+
+CalibrateMethod = Literal["minmax", "percentile", "entropy"]
+DYNAMIC_OP_TYPES = ("MatMul", "Gemm")
+
+
+def _preprocess(src: Path, dst: Path) -> Path:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        return dst
+    except Exception:  # symbolic shape inference fails on some graphs; ONNX shape inference suffices
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        return dst
+
+
+def _method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}
+    if name not in table:
+        raise ConfigError(f"unknown calibrate_method '{name}'", where="calibrate_method",
+                          fix="use minmax, percentile or entropy")
+    return table[name]
+
+
+def quantize_static_onnx(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration: Sequence[Any],
+    *,
+    calibrate_method: CalibrateMethod = "minmax",
+    per_channel: bool = True,
+    reduce_range: bool = False,
+) -> Path:
+    """Static int8 QDQ quantization of an ONNX file, calibrated on ``calibration`` batches.
+
+    Args:
+        fp32_path: the float ONNX model.
+        out_path: where to write the int8 model.
+        calibration: input batches (tensors, or tuples for multi-input graphs), >= 1.
+        calibrate_method: activation range estimator.
+        per_channel: one weight scale per output channel (else per tensor).
+        reduce_range: 7-bit weights (see the module notes).
+
+    Returns:
+        ``out_path``.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if not calibration:
+        raise ConfigError("static quantization needs at least one calibration batch", where="calibration_batches")
+    method = _method(calibrate_method)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
+        names = [i.name for i in onnx.load(str(pre)).graph.input]
+        reader = TensorDataReader(calibration, names)
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress lines
+            quantize_static(str(pre), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            reduce_range=reduce_range, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method=method,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+    return out_path
+
+
+def quantize_dynamic_onnx(fp32_path: str | Path, out_path: str | Path, *, per_channel: bool = False) -> Path:
+    """Dynamic int8 quantization of the ``MatMul``/``Gemm`` nodes only (never ``ConvInteger``).
+
+    Args:
+        fp32_path: the float ONNX model.
+        out_path: where to write the int8 model.
+        per_channel: per-column weight scales.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
+        quantize_dynamic(str(pre), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(DYNAMIC_OP_TYPES))
+    return out_path
+
+
+def op_counts(path: str | Path) -> dict[str, int]:
+    """How many nodes of each op type the ONNX graph at ``path`` has (top-level graph)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    return dict(Counter(node.op_type for node in model.graph.node))

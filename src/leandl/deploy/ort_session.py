@@ -1,0 +1,99 @@
+"""ONNX Runtime inference sessions with a stated thread count, callable like a torch model.
+
+``intra_op_num_threads`` is fixed when a session is created (ONNX Runtime has no per-call
+setting), so a different thread count means a new session; ``inter_op_num_threads`` is 1 and
+execution sequential, the setting for one model on a few CPU cores. Graph optimisations are
+all enabled (``ORT_ENABLE_ALL``: constant folding, Conv+BN+ReLU fusion, QDQ fusion into
+integer kernels for quantized models).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from leandl.errors import ModelError
+from leandl.measure._util import as_args
+
+__all__ = ["make_session", "OrtModule", "evaluate_onnx"]
+
+
+def make_session(path: str | Path, threads: int | None = None) -> Any:
+    """An ``onnxruntime.InferenceSession`` on CPU with ``threads`` intra-op threads.
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: intra-op threads (``None`` lets ONNX Runtime choose: one per physical core).
+
+    Raises:
+        ModelError: ONNX Runtime cannot load the file (its message is kept).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception classes
+        raise ModelError(f"ONNX Runtime cannot load the model: {exc}", where=str(path)) from exc
+
+
+class OrtModule:
+    """Call an ONNX file like a model: torch tensors in, a torch tensor out (float32, CPU).
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: intra-op threads of the session.
+
+    Example:
+        >>> run = OrtModule("model.onnx", threads=2)   # doctest: +SKIP
+        >>> logits = run(torch.randn(8, 1, 8, 8))      # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        self.session = make_session(path, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, *inputs: Any) -> torch.Tensor:
+        args = as_args(inputs[0]) if len(inputs) == 1 and isinstance(inputs[0], tuple | list) else inputs
+        if len(args) != len(self.input_names):
+            raise ModelError(f"the ONNX model takes {len(self.input_names)} inputs, got {len(args)}",
+                             where=str(self.path))
+        feed = {n: np.ascontiguousarray(a.detach().cpu().numpy()) for n, a in zip(self.input_names, args)}
+        out = self.session.run(None, feed)
+        return torch.from_numpy(out[0])
+
+    def eval(self) -> OrtModule:
+        """No-op (a session has no training mode); lets measuring code treat it as a model."""
+        return self
+
+
+@torch.no_grad()
+def evaluate_onnx(path: str | Path, loader: Any, threads: int | None = None) -> dict[str, float]:
+    """Accuracy in [0, 1] and mean cross-entropy of an ONNX classifier over ``loader``.
+
+    The loader yields ``(inputs, targets, ...)`` batches as leandl's loaders do.
+    """
+    run = OrtModule(path, threads=threads)
+    n, correct, loss = 0, 0, 0.0
+    for batch in loader:
+        x, y = batch[0], batch[1]
+        logits = run(x)
+        correct += int((logits.argmax(-1) == y).sum())
+        loss += float(torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
+        n += int(y.numel())
+    if n == 0:
+        return {"accuracy": float("nan"), "loss": float("nan"), "n": 0}
+    return {"accuracy": correct / n, "loss": loss / n, "n": n}

@@ -1,0 +1,103 @@
+"""Post-training int8 quantization of a torch model into ONNX files, in one call.
+
+Pipeline of :func:`ptq_onnx` (reference B6):
+
+1. export the fp32 model to ``model.onnx`` (the baseline file and its size);
+2. static: fold BN into the convs and, when asked, apply empirical bias correction on a copy
+   of the torch model (:mod:`leandl.deploy.bias_correction`), export that copy, then
+   ``quantize_static`` (QDQ, per-channel int8 weights, uint8 activations calibrated on N
+   batches of real training inputs); dynamic: ``quantize_dynamic`` on MatMul/Gemm only;
+3. report both file sizes and their ratio.
+
+The torch model passed in is never modified.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import nn
+
+from leandl.deploy.bias_correction import bias_correct_, fold_batchnorm
+from leandl.deploy.onnx_export import export_onnx
+from leandl.deploy.ort_quantize import CalibrateMethod, quantize_dynamic_onnx, quantize_static_onnx
+from leandl.errors import ConfigError
+
+__all__ = ["PtqResult", "ptq_onnx", "PtqMethod"]
+
+PtqMethod = Literal["ptq", "dynamic"]
+
+
+@dataclass
+class PtqResult:
+    """Files and sizes of a PTQ run.
+
+    Attributes:
+        fp32_path / int8_path: the float and int8 ONNX files.
+        fp32_size_bytes / int8_size_bytes: their sizes in bytes.
+        size_ratio: ``fp32_size_bytes / int8_size_bytes`` (> 1: the int8 file is smaller).
+        bias_shifts: per layer, ``max |delta|`` applied by bias correction (empty when off).
+    """
+
+    fp32_path: Path
+    int8_path: Path
+    fp32_size_bytes: int
+    int8_size_bytes: int
+    size_ratio: float
+    bias_shifts: dict[str, float] = field(default_factory=dict)
+
+
+def ptq_onnx(
+    model: nn.Module,
+    example_inputs: Any,
+    out_dir: str | Path,
+    *,
+    method: PtqMethod = "ptq",
+    calibration: Sequence[Any] = (),
+    calibrate_method: CalibrateMethod = "minmax",
+    per_channel: bool = True,
+    bias_correction: bool = True,
+    reduce_range: bool = False,
+    fp32_name: str = "model.onnx",
+    int8_name: str = "model.int8.onnx",
+) -> PtqResult:
+    """Export ``model`` to fp32 ONNX and to int8 ONNX in ``out_dir``.
+
+    Args:
+        model: the float model (unchanged).
+        example_inputs: an input batch (batch >= 2 is used for export).
+        out_dir: folder for the two files.
+        method: ``"ptq"`` static QDQ int8, or ``"dynamic"`` (MatMul/Gemm only).
+        calibration: input batches for static calibration and bias correction.
+        calibrate_method: ``minmax``, ``percentile`` or ``entropy``.
+        per_channel: per-output-channel weight scales.
+        bias_correction: shift biases by the measured mean quantization error (static only).
+        reduce_range: 7-bit weights (see :mod:`leandl.deploy.ort_quantize`).
+        fp32_name / int8_name: the file names.
+    """
+    if method not in ("ptq", "dynamic"):
+        raise ConfigError(f"unknown quantization method '{method}'", where="method", fix="use ptq or dynamic")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fp32 = export_onnx(model, example_inputs, out / fp32_name)
+    shifts: dict[str, float] = {}
+    if method == "dynamic":
+        int8 = quantize_dynamic_onnx(fp32, out / int8_name, per_channel=per_channel)
+    else:
+        if not calibration:
+            raise ConfigError("static PTQ needs calibration batches", where="calibration_batches",
+                              fix="set calibration_batches >= 1")
+        folded = fold_batchnorm(model)
+        if bias_correction:
+            shifts = bias_correct_(folded, calibration, per_channel=per_channel, reduce_range=reduce_range)
+        with tempfile.TemporaryDirectory() as tmp:
+            src = export_onnx(folded, example_inputs, Path(tmp) / "corrected.onnx")
+            int8 = quantize_static_onnx(src, out / int8_name, calibration, calibrate_method=calibrate_method,
+                                        per_channel=per_channel, reduce_range=reduce_range)
+    f_size, q_size = fp32.stat().st_size, int8.stat().st_size
+    return PtqResult(fp32_path=fp32, int8_path=int8, fp32_size_bytes=f_size, int8_size_bytes=q_size,
+                     size_ratio=f_size / q_size, bias_shifts=shifts)

@@ -1,0 +1,237 @@
+"""Dependency groups for structured pruning, soft masks and physical surgery.
+
+A :class:`ChannelGroup` is a set of units (conv channels, attention heads, MLP hidden units)
+that must be removed together: every tensor slice that *produces* a unit (conv/linear weight
+dim 0 and bias, BatchNorm/LayerNorm affine and statistics, every producer tied by a residual
+add, a depthwise conv on the way) and every slice that *consumes* it (next conv weight dim 1,
+a linear after ``flatten`` with each channel expanded over H*W, ``proj`` columns of a head).
+Groups come from tracing one forward pass with ``torch.fx`` (rules in
+:mod:`leandl.prune._trace`); ops that would make pruning wrong (channel padding, ``chunk``,
+slicing channels) raise :class:`~leandl.errors.ModelError` naming the layer and op.
+
+Index maps: producer ``i`` of a group owns, for unit ``k``, indices
+``producer_maps[i][0] + k * r + arange(r)`` with ``r = producer_maps[i][1]`` along its dim
+(``r = H*W`` for a linear after flatten, ``r = head_dim`` for heads; several entries may name
+the same tensor, e.g. the q, k and v rows of one head).
+
+Example:
+    >>> m = leandl.create_model("resnet20")
+    >>> x = torch.randn(1, 3, 32, 32)
+    >>> g = channel_groups(m, x)[0]
+    >>> model = remove_units_(m, x, {g.name: list(range(0, g.size, 2))})
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from leandl.errors import ModelError
+from leandl.prune._trace import Space, trace_spaces
+from leandl.registry import EDITS
+from leandl.spec import add_edit
+
+__all__ = ["ChannelGroup", "channel_groups", "unit_weights", "zero_units_", "remove_units_",
+           "unit_indices"]
+
+_MATMUL = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+@dataclass
+class ChannelGroup:
+    """Coupled prunable units (see the module docstring for the index maps).
+
+    Attributes:
+        name: dotted name of the group's root module (first conv/linear producing it), or the
+            attention module for heads, or the MLP module (``blocks.3.mlp``) for hidden units.
+        size: current number of units.
+        kind: ``"channel"``, ``"head"`` or ``"mlp_unit"``.
+        producers: (module name, param/buffer name, dim) slices that produce each unit.
+        consumers: (module name, param name, dim) slices that consume each unit.
+        producer_maps: (offset, r) per producer; empty means (0, 1) for all.
+        consumer_maps: (offset, r) per consumer; empty means (0, 1) for all.
+    """
+
+    name: str
+    size: int
+    kind: str
+    producers: list[tuple[str, str, int]]
+    consumers: list[tuple[str, str, int]]
+    producer_maps: list[tuple[int, int]] = field(default_factory=list)
+    consumer_maps: list[tuple[int, int]] = field(default_factory=list)
+
+    def slices(self, role: str = "producers") -> list[tuple[str, str, int, int, int]]:
+        """(module, param, dim, offset, r) for every producer (or consumer)."""
+        items = self.producers if role == "producers" else self.consumers
+        maps = self.producer_maps if role == "producers" else self.consumer_maps
+        maps = maps or [(0, 1)] * len(items)
+        return [(m, p, d, o, r) for (m, p, d), (o, r) in zip(items, maps)]
+
+
+def unit_indices(units: torch.Tensor, offset: int, r: int) -> torch.Tensor:
+    """Tensor indices owned by ``units`` in a slice: ``offset + k*r + arange(r)`` per unit k."""
+    units = torch.as_tensor(units, dtype=torch.long).reshape(-1)
+    return (offset + units[:, None] * r + torch.arange(r)[None, :]).reshape(-1)
+
+
+def _tensor(model: nn.Module, module: str, param: str) -> torch.Tensor:
+    return getattr(model.get_submodule(module) if module else model, param)
+
+
+def channel_groups(model: nn.Module, example_inputs: torch.Tensor, *,
+                   ignored_layers: Sequence[str] = (), heads: bool = True,
+                   keep_io: bool = True, strict: bool = True) -> list[ChannelGroup]:
+    """Every prunable group of ``model`` (in forward order).
+
+    Excluded: groups with a producer in ``ignored_layers`` (a module name or a prefix), and,
+    unless ``keep_io=False``, groups produced by the first conv/linear (for a transformer: the
+    residual stream) or reaching the output (the classifier), so input and output shapes stay.
+
+    Args:
+        model: any ``torch.fx``-traceable module.
+        example_inputs: one input batch (a batch of 1 is enough).
+        ignored_layers: module names whose output units must not be pruned.
+        heads: include attention-head groups.
+        keep_io: exclude the first layer's outputs (the model output is always excluded).
+        strict: raise on a group that passes through an unsupported op; False skips it.
+
+    Raises:
+        ModelError: an op that cannot be pruned safely touches a prunable group (strict), or
+            the model cannot be traced.
+    """
+    spaces, order = trace_spaces(model, example_inputs, heads=heads)
+    first = next((n for n in order if isinstance(model.get_submodule(n), _MATMUL)), None)
+    ignored = [i for i in list(ignored_layers) + ([first] if keep_io and first else []) if i]
+    cands = [(sp, g) for sp in spaces if (g := _to_group(model, sp)) is not None]
+    roots: dict[str, int] = defaultdict(int)
+    for _, group in cands:
+        if group.kind == "mlp_unit":
+            roots[group.name.rpartition(".")[0]] += 1
+    out: list[ChannelGroup] = []
+    for sp, group in cands:
+        owners = {m for m, *_ in sp.producers}
+        if any(m == i or m.startswith(i + ".") for m in owners for i in ignored):
+            continue
+        parent = group.name.rpartition(".")[0]
+        if group.kind == "mlp_unit" and parent and roots[parent] == 1 and all(
+                c[0].startswith(parent + ".") for c in group.consumers):
+            group.name = parent  # MLP units are named after their block ("blocks.3.mlp")
+        if sp.unsupported:
+            if strict:
+                _refuse(group.name, sp.unsupported[0])
+            continue
+        out.append(group)
+    return out
+
+
+def _refuse(name: str, reason: str) -> None:
+    raise ModelError(
+        f"channels of group '{name}' pass through an op leandl cannot prune safely: {reason}",
+        where=reason.split(" at ")[-1],
+        fix=f"add '{name}' to ignored_layers, or change the model (e.g. shortcut='B' "
+            "1x1-conv shortcuts instead of zero-padding; no chunk/slicing of channels)",
+    )
+
+
+def _to_group(model: nn.Module, sp: Space) -> ChannelGroup | None:
+    roots = [m for m, p, *_ in sp.producers if p == "weight"
+             and isinstance(model.get_submodule(m), _MATMUL)]
+    if sp.blocked or sp.size < 2 or (not roots and sp.kind != "head"):
+        return None
+    name = sp.name or roots[0]
+    kind = sp.kind if sp.kind == "head" else (
+        "mlp_unit" if isinstance(model.get_submodule(name), nn.Linear) else "channel")
+    return ChannelGroup(
+        name=name, size=sp.size, kind=kind,
+        producers=[(m, p, d) for m, p, d, _, _ in sp.producers],
+        consumers=[(m, p, d) for m, p, d, _, _ in sp.consumers],
+        producer_maps=[(o, r) for *_, o, r in sp.producers],
+        consumer_maps=[(o, r) for *_, o, r in sp.consumers],
+    )
+
+
+def unit_weights(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
+    """(size, D): each unit's producing conv/linear weights, flattened and concatenated.
+
+    Only ``weight`` tensors of conv/linear producers count (the filters of Li et al.; for a
+    head, its q, k and v rows); norms, biases and statistics are left out.
+    """
+    rows = []
+    for m, p, d, o, r in group.slices("producers"):
+        if p != "weight" or not isinstance(model.get_submodule(m), _MATMUL):
+            continue
+        t = _tensor(model, m, p).detach().movedim(d, 0)
+        t = t[o: o + group.size * r].reshape(group.size, -1)
+        rows.append(t)
+    if not rows:
+        raise ModelError(f"group '{group.name}' has no conv/linear producer", where=group.name)
+    return torch.cat(rows, dim=1)
+
+
+@torch.no_grad()
+def zero_units_(model: nn.Module, group: ChannelGroup, idxs: torch.Tensor) -> None:
+    """Soft mask: zero every producing parameter slice of units ``idxs`` (in place).
+
+    BatchNorm weight *and* bias are zeroed, so a masked channel outputs exactly 0 after the
+    norm (no BN-beta leak, :math:`\\mathrm{BN}(x)_c = \\gamma_c \\hat x_c + \\beta_c = 0`); running
+    statistics (buffers) are left alone.
+    """
+    idxs = torch.as_tensor(idxs, dtype=torch.long).reshape(-1)
+    if idxs.numel() == 0:
+        return
+    for m, p, d, o, r in group.slices("producers"):
+        t = _tensor(model, m, p)
+        if isinstance(t, nn.Parameter):
+            t.index_fill_(d, unit_indices(idxs, o, r).to(t.device), 0.0)
+
+
+def remove_units_(model: nn.Module, example_inputs: torch.Tensor,
+                  keep: dict[str, list[int]]) -> nn.Module:
+    """Physically keep only ``keep[name]`` units of each named group, in every coupled tensor.
+
+    The model is traced on ``example_inputs``, sliced, then validated by a forward pass (output
+    shape unchanged); one ``prune_units`` edit is recorded so a checkpoint replays it. Tensors
+    are replaced by new ``nn.Parameter`` objects: rebuild any optimizer afterwards.
+
+    Raises:
+        ModelError: unknown group name, empty/out-of-range keep set, or a failing forward.
+    """
+    from leandl.prune._surgery import apply_keep, forward_shape
+
+    if not keep:
+        return model
+    before = forward_shape(model, example_inputs)
+    groups = {g.name: g for g in channel_groups(model, example_inputs, keep_io=False,
+                                                strict=False)}
+    clean = {}
+    for name, idxs in keep.items():
+        if name not in groups:
+            raise ModelError(f"no prunable group named '{name}'", where=name,
+                             fix=f"use a name from channel_groups(): {sorted(groups)[:8]} ...")
+        clean[name] = sorted({int(i) for i in idxs})
+        if not clean[name] or clean[name][0] < 0 or clean[name][-1] >= groups[name].size:
+            raise ModelError(f"keep set of '{name}' must be non-empty indices in "
+                             f"[0, {groups[name].size})", where=name)
+    apply_keep(model, [groups[n] for n in clean], clean)
+    after = forward_shape(model, example_inputs, where=", ".join(clean))
+    if after != before:
+        raise ModelError(f"pruning changed the output shape {before} -> {after}",
+                         where=", ".join(clean), fix="add these groups to ignored_layers")
+    shape = list(example_inputs.shape)
+    add_edit(model, {"kind": "prune_units", "input_shape": [1, *shape[1:]],
+                     "input_dtype": str(example_inputs.dtype).replace("torch.", ""),
+                     "keep": {n: clean[n] for n in clean}})
+    return model
+
+
+@EDITS.register("prune_units")
+def _replay_prune_units(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
+    """Replay a ``prune_units`` edit: trace zeros of ``input_shape`` and apply the keep sets."""
+    dtype = getattr(torch, str(edit.get("input_dtype", "float32")))
+    x = torch.zeros(edit["input_shape"], dtype=dtype)
+    return remove_units_(model, x, {k: list(v) for k, v in edit["keep"].items()})

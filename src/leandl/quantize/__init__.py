@@ -1,0 +1,18 @@
+"""Quantisation: primitives, observers, fake-quant modules, QAT, BN folding, mixed precision, int8 ONNX export.
+
+Quantisation-aware training (technique ``qat``) swaps Conv/Linear layers for fake-quant versions
+with learned (LSQ) or observed step sizes; :mod:`leandl.quantize.mixed_precision` picks per-layer
+bit widths under a size budget; :mod:`leandl.quantize.export` writes an int8 QDQ ONNX model.
+"""
+
+from __future__ import annotations
+
+from leandl.quantize.primitives import (
+    choose_qparams,
+    dequantize,
+    fake_quantize,
+    qrange,
+    quantize,
+)
+
+__all__ = ["qrange", "choose_qparams", "quantize", "dequantize", "fake_quantize"]

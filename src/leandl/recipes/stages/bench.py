@@ -1,0 +1,67 @@
+"""The ``bench`` stage: time the current model on several backends (outputs checked first).
+
+Recipe keys::
+
+    {kind: bench, backends: [eager, onnxruntime, onnxruntime-int8], batch_sizes: [1, 64],
+     threads: [2], calibration_batches: 8, warmup: 3, repeats: 20}
+
+Rows (see :func:`leandl.deploy.bench_backends`) go under ``metrics["bench"]``; a backend that
+fails is a row with ``status: "failed: <reason>"``. Check inputs are real test inputs;
+calibration batches come from the training split.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from pydantic import Field
+
+from leandl.deploy.bench import bench_backends
+from leandl.deploy.calibration import calibration_batches
+from leandl.recipes.context import RunContext
+from leandl.recipes.schema import Strict
+from leandl.recipes.stage import Stage, StageResult
+from leandl.registry import BACKENDS, STAGES
+
+__all__ = ["BenchOptions", "BenchStage"]
+
+
+class BenchOptions(Strict):
+    """Options of a ``bench`` stage."""
+
+    name: str | None = None
+    backends: list[str] = Field(default_factory=lambda: ["eager", "onnxruntime", "onnxruntime-int8"], min_length=1)
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], min_length=1)
+    threads: list[int] | None = None
+    calibration_batches: int = Field(8, ge=1)
+    check_batch_size: int = Field(256, ge=1)
+    warmup: int = Field(3, ge=0)
+    repeats: int = Field(20, ge=1)
+
+
+@STAGES.register("bench")
+class BenchStage(Stage):
+    """Benchmark the current model on several backends; rows under metrics.bench."""
+
+    kind = "bench"
+    Options = BenchOptions
+    needs_trained_model = True
+
+    def run(self, ctx: RunContext) -> StageResult:
+        from leandl.errors import ConfigError
+
+        o = self.options
+        for name in o.backends:
+            if name not in BACKENDS:
+                raise ConfigError(f"unknown backend '{name}'", where=f"stages[{ctx.stage_index}].backends",
+                                  fix=f"choose from {', '.join(BACKENDS.names())}")
+        if not ctx.is_main:
+            return StageResult(model=ctx.model, measure=False)
+        n_check = min(o.check_batch_size, len(ctx.data.test))
+        cal = calibration_batches(ctx.data.train, o.calibration_batches, ctx.recipe.data.batch_size,
+                                  seed=ctx.recipe.seed)
+        threads = o.threads or [ctx.recipe.measure.threads]
+        rows = bench_backends(copy.deepcopy(ctx.model).cpu().eval(), o.backends, ctx.example_input(n_check).cpu(),
+                              batch_sizes=o.batch_sizes, threads=threads, calibration=cal, warmup=o.warmup,
+                              repeats=o.repeats, workdir=ctx.stage_dir / "artifacts")
+        return StageResult(model=ctx.model, metrics={"bench": rows})
