@@ -163,7 +163,11 @@ def load(path: str | Path, trust: bool = False, map_location: str | torch.device
             fix="restore the original file or re-save the model; never load weights of unknown origin",
         )
     spec = meta["spec"]
-    if not is_registry_name(spec["name"]) and not trust:
+    try:
+        registered = is_registry_name(spec["name"])
+    except Exception:  # a malformed name is simply not a registry name
+        registered = False
+    if not registered and not trust:
         raise CheckpointError(
             f"the checkpoint's spec names code outside leandl's registry: '{spec['name']}'",
             where=str(path / _META),
@@ -173,8 +177,16 @@ def load(path: str | Path, trust: bool = False, map_location: str | torch.device
         tensors = load_file(str(weights), device=str(map_location))
     except Exception as exc:  # safetensors raises its own error types on a bad header
         raise CheckpointError(f"{_WEIGHTS} is not a valid safetensors file ({exc})", where=str(path)) from exc
-    model = create_model(spec["name"], **spec.get("kwargs", {}))
-    model = replay_edits(model, meta.get("edits", []))
+    try:
+        model = create_model(spec["name"], **spec.get("kwargs", {}))
+        model = replay_edits(model, meta.get("edits", []))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # any failure to rebuild from metadata is a bad checkpoint
+        raise CheckpointError(
+            f"the spec and edits in {_META} cannot rebuild the model ({type(exc).__name__}: {exc})",
+            where=str(path), fix="the metadata is corrupted or from an incompatible leandl; re-save the model",
+        ) from exc
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

@@ -54,4 +54,4 @@ def test_two_batch_training(mlp, blobs):
     train, val = blobs
     cfg = TrainConfig(epochs=1, batch_size=32, progress=False, checkpoint_every=0)
     res = Trainer(mlp, cfg, train_data=train, val_data=val, num_classes=3, techniques=[LayerFreezing(0.5)]).fit()
-    assert res.history[0]["batches_trained"] == 64 and "freeze_backward_fraction_saved" in res.metrics
+    assert res.history[0]["samples_trained"] == 64 and "freeze_backward_fraction_saved" in res.metrics

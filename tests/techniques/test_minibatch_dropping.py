@@ -31,7 +31,7 @@ def test_skips_cost_nothing_and_are_counted(mlp, blobs):
     res = Trainer(mlp, cfg, train_data=train, val_data=val, num_classes=3, techniques=[tech]).fit()
     skipped = res.metrics["batches_skipped"]
     assert 0 < skipped < 16
-    trained = sum(h["batches_trained"] for h in res.history)
+    trained = sum(h["samples_trained"] for h in res.history)
     assert trained == (16 - skipped) * 8  # skipped batches never reach the forward pass
     assert res.metrics["macs_saved"] == 3 * 112 * 8 * skipped
     assert res.metrics["smd_fraction_skipped"] == pytest.approx(skipped / 16)
@@ -52,4 +52,4 @@ def test_two_batch_training(mlp, blobs):
     cfg = TrainConfig(epochs=1, batch_size=32, progress=False, checkpoint_every=0)
     res = Trainer(mlp, cfg, train_data=train, val_data=val, num_classes=3,
                   techniques=[MinibatchDropping(rate=0.0)]).fit()
-    assert res.history[0]["batches_trained"] == 64 and res.metrics["smd_batches_skipped"] == 0
+    assert res.history[0]["samples_trained"] == 64 and res.metrics["smd_batches_skipped"] == 0

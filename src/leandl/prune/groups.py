@@ -191,12 +191,19 @@ def zero_units_(model: nn.Module, group: ChannelGroup, idxs: torch.Tensor) -> No
 
 
 def remove_units_(model: nn.Module, example_inputs: torch.Tensor,
-                  keep: dict[str, list[int]]) -> nn.Module:
+                  keep: dict[str, list[int]], *,
+                  groups: Sequence[ChannelGroup] | None = None) -> nn.Module:
     """Physically keep only ``keep[name]`` units of each named group, in every coupled tensor.
 
     The model is traced on ``example_inputs``, sliced, then validated by a forward pass (output
     shape unchanged); one ``prune_units`` edit is recorded so a checkpoint replays it. Tensors
     are replaced by new ``nn.Parameter`` objects: rebuild any optimizer afterwards.
+
+    Args:
+        model: the model, edited in place and returned.
+        example_inputs: an input batch (a batch of 1 is enough).
+        keep: group name -> unit indices to keep.
+        groups: the model's current groups when the caller has them (skips one trace).
 
     Raises:
         ModelError: unknown group name, empty/out-of-range keep set, or a failing forward.
@@ -206,18 +213,19 @@ def remove_units_(model: nn.Module, example_inputs: torch.Tensor,
     if not keep:
         return model
     before = forward_shape(model, example_inputs)
-    groups = {g.name: g for g in channel_groups(model, example_inputs, keep_io=False,
-                                                strict=False)}
+    if groups is None:
+        groups = channel_groups(model, example_inputs, keep_io=False, strict=False)
+    by_name = {g.name: g for g in groups}
     clean = {}
     for name, idxs in keep.items():
-        if name not in groups:
+        if name not in by_name:
             raise ModelError(f"no prunable group named '{name}'", where=name,
-                             fix=f"use a name from channel_groups(): {sorted(groups)[:8]} ...")
+                             fix=f"use a name from channel_groups(): {sorted(by_name)[:8]} ...")
         clean[name] = sorted({int(i) for i in idxs})
-        if not clean[name] or clean[name][0] < 0 or clean[name][-1] >= groups[name].size:
+        if not clean[name] or clean[name][0] < 0 or clean[name][-1] >= by_name[name].size:
             raise ModelError(f"keep set of '{name}' must be non-empty indices in "
-                             f"[0, {groups[name].size})", where=name)
-    apply_keep(model, [groups[n] for n in clean], clean)
+                             f"[0, {by_name[name].size})", where=name)
+    apply_keep(model, [by_name[n] for n in clean], clean)
     after = forward_shape(model, example_inputs, where=", ".join(clean))
     if after != before:
         raise ModelError(f"pruning changed the output shape {before} -> {after}",

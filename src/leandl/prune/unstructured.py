@@ -140,13 +140,15 @@ def fold_masks_(model: nn.Module, masks: dict[str, Tensor] | None = None) -> int
     Returns:
         The number of ``torch.nn.utils.prune`` hooks removed.
     """
+    from torch.nn.utils import prune as tprune
+
     if masks:
         apply_masks_(model, masks)
     removed = 0
     for mod in model.modules():
         for pname in [n[:-5] for n, _ in list(mod.named_buffers(recurse=False)) if n.endswith("_mask")]:
             if hasattr(mod, pname + "_orig"):
-                torch.nn.utils.prune.remove(mod, pname)
+                tprune.remove(mod, pname)
                 removed += 1
     return removed
 

@@ -94,6 +94,7 @@ def export_int8_onnx(model: nn.Module, example: Tensor, path: str | Path, opset:
     try:
         with export_mode(model), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is intended here
             torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
                               input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})

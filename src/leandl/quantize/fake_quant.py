@@ -64,8 +64,7 @@ def round_ste(x: Tensor) -> Tensor:
 def lsq_quantize(v: Tensor, step: Tensor, q_n: int, q_p: int, g: float, axis: int | None = None) -> Tensor:
     """LSQ fake quantisation ``round(clamp(v / s, -Q_N, Q_P)) * s`` with step gradient scale ``g``.
 
-    With ``q_n = q_p = 1`` and ``binary=True`` semantics (see :class:`LSQQuantizer`) use
-    :func:`torch.sign` instead of rounding; this function is the multi-level case.
+    Multi-level case; the 1-bit (binary) case lives in :class:`LSQQuantizer`.
     """
     s = broadcast_to_axis(grad_scale(step.abs().clamp_min(1e-8), g), v, axis)
     return round_ste(torch.clamp(v / s, -q_n, q_p)) * s

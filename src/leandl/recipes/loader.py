@@ -180,6 +180,8 @@ def load_recipe(recipe: str | Path | dict[str, Any], overrides: list[str] | None
     """Load a recipe from a YAML path, a built-in name or a mapping, then resolve it."""
     if isinstance(recipe, dict):
         data, source = recipe, "recipe"
+    elif not isinstance(recipe, str | Path):
+        raise ConfigError(f"a recipe must be a mapping, a YAML path or a built-in name, not {type(recipe).__name__}")
     else:
         data, source = _read(recipe)
     return resolve_recipe(data, overrides, source)

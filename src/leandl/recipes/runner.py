@@ -149,7 +149,7 @@ def _run_stage(ctx: RunContext, index: int, kind: str) -> None:
     metrics = dict(result.metrics)
     metrics.setdefault("train_seconds", seconds if stage.trains else 0.0)
     metrics["stage_seconds"] = seconds
-    if result.measure:
+    if result.measure and ctx.is_main:
         for key, value in measure_stage(ctx, result.model).items():
             metrics.setdefault(key, value)
     info = {"index": index, "kind": kind, "name": getattr(stage.options, "name", None) or kind, "dir": name,

@@ -68,7 +68,8 @@ def frozen_prefix(times: list[float], progress: float) -> int:
     return n
 
 
-def _first_compute_macs(model: nn.Module, per_unit: dict[str, int], example: Any) -> int:
+def _first_compute_macs(model: nn.Module, example: Any) -> int:
+    """Forward MACs per sample of the model's first conv/linear layer (registration order)."""
     from leandl.measure import count_macs
 
     per_module = count_macs(model, example[:1]).per_module
@@ -108,7 +109,7 @@ class LayerFreezing(Technique):
         example = first_batch_inputs(state.train_loader, state.device)
         macs = unit_forward_macs(state.model, example, [n for n, _ in self.units])
         self.forward_macs = int(count_macs(state.model, example[:1]).total)
-        first = _first_compute_macs(state.model, macs, example) if self.layers is None else 0
+        first = _first_compute_macs(state.model, example) if self.layers is None else 0
         self.prefix_saved, acc = [0], 0
         for name, _ in self.units:
             acc += macs[name]

@@ -10,9 +10,9 @@ When: ``batch_start`` sets ``state.skip_batch``; the trainer then jumps straight
 Cost saved: per skipped batch ``3 * F * B`` MACs, where ``F`` is the forward MACs of one sample
 (counted once at ``fit_start`` with :func:`leandl.measure.count_macs`) and ``B`` the batch size
 (forward ``F``, backward ``2F``: input and weight gradients). Wall clock saved is estimated as
-skipped batches times the mean wall time of a trained step. Counters ``macs_saved`` and
-``batches_skipped`` go to ``metrics.jsonl`` every epoch; the summary adds ``smd_fraction_skipped``
-and ``smd_seconds_saved_est``.
+skipped batches times the mean wall time of a trained step so far. Counters ``macs_saved``,
+``batches_skipped`` and ``seconds_saved_est`` go to ``metrics.jsonl`` every epoch; the summary
+adds ``smd_fraction_skipped`` and ``smd_seconds_saved_est`` (using the final mean step time).
 Hyper-parameters: ``rate`` in [0, 1) (0.5 in the paper); ``seed`` of the skip decisions (its
 own generator, so model/data randomness is unchanged and resume is exact).
 Interactions: the official code still calls ``zero_grad(); step()`` on a skipped iteration, so
@@ -94,6 +94,9 @@ class MinibatchDropping(Technique):
             batch = int(state.inputs.shape[0]) if state.inputs is not None else 0
             state.count("macs_saved", 3 * self.forward_macs * batch)
             state.count("batches_skipped", 1)
+            trained = self.batches_seen - self.batches_skipped
+            if trained:
+                state.count("seconds_saved_est", self.trained_seconds / trained)
             self._t0 = None
         else:
             self._t0 = time.perf_counter()

@@ -236,7 +236,7 @@ class Trainer:
             if st.stop:
                 break
         return {"train_loss": float(loss_sum) / max(seen, 1), "train_accuracy": float(correct) / max(seen, 1),
-                "batches_trained": seen}
+                "samples_trained": seen}
 
     def _after_batch(self, progress: TrainProgress, done: tuple | None) -> None:
         st = self.state

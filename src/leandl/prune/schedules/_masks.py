@@ -26,6 +26,7 @@ __all__ = [
     "prune_counts",
     "masks_from_scores",
     "apply_group_masks_",
+    "zero_filters_",
     "remove_masked",
     "keep_indices",
     "snapshot_units",
@@ -68,9 +69,9 @@ def discover_groups(model: nn.Module, example_inputs: Tensor, ignored_layers: It
 def criterion_scores(model: nn.Module, groups: Sequence[Any], criterion: str,
                      batches: list[Any] | None = None) -> dict[str, Tensor]:
     """Importance (higher = more important) of every unit of every group, by a registered criterion."""
-    from leandl.registry import CRITERIA
+    from leandl.prune.criteria import get_criterion
 
-    fn = CRITERIA.get(criterion)
+    fn = get_criterion(criterion)
     with torch.no_grad() if batches is None else torch.enable_grad():
         return {g.name: fn(model, g, batches=batches).detach().float().cpu() for g in groups}
 
@@ -144,6 +145,28 @@ def apply_group_masks_(model: nn.Module, groups: Sequence[Any], masks: dict[str,
         if m is None or bool(m.all()):
             continue
         zero_units_(model, g, (~m).nonzero().flatten().tolist())
+
+
+@torch.no_grad()
+def zero_filters_(model: nn.Module, groups: Sequence[Any], masks: dict[str, Tensor]) -> None:
+    """SFP's soft mask: zero only the conv/linear weights and biases producing pruned units.
+
+    Norm layers are left alone, so a zeroed filter still receives a gradient (through the BN
+    scale) and can recover; :func:`apply_group_masks_` also zeroes BN weight and bias.
+    """
+    from leandl.prune.groups import unit_indices
+
+    for g in groups:
+        m = masks.get(g.name)
+        if m is None or bool(m.all()):
+            continue
+        units = (~m).nonzero().flatten()
+        for mod_name, pname, dim, off, r in g.slices("producers"):
+            mod = model.get_submodule(mod_name) if mod_name else model
+            if isinstance(mod, (nn.modules.conv._ConvNd, nn.Linear)) and pname in ("weight", "bias"):
+                t = getattr(mod, pname)
+                if t is not None:
+                    t.index_fill_(dim, unit_indices(units, off, r).to(t.device), 0.0)
 
 
 def keep_indices(masks: dict[str, Tensor]) -> dict[str, list[int]]:

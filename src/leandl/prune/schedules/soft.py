@@ -14,9 +14,11 @@ so ``b = -a``; with ``x = e^{-k t_max / 4}`` the conditions give ``1 + x + x^2 +
 (x ~= 0.2527), ``k = -4 ln(x) / t_max`` and ``a = P / (x^4 - 1)``. ``t`` counts completed
 epochs and ``t_max`` the planned epochs.
 
-BN-beta leak: leandl's soft mask zeroes the BN weight *and* bias of a pruned channel as well
-as the conv filter, so the zeroed channel emits exactly 0 and removal does not change the
-function (SFP's reference code zeroes only conv weights).
+BN-beta leak: during training only the conv/linear filters are zeroed (as in SFP's code), so
+the BN scale still passes a gradient and a zeroed filter can recover; a zeroed channel then
+emits about relu(beta). At ``fit_end`` the BN weight and bias of the pruned channels are zeroed
+too and the channels removed, so the final model's function changes once by that leak; the
+trainer's final evaluation runs after ``fit_end`` and reports the honest accuracy.
 
 When: training from scratch (or fine-tuning) to a fixed per-layer channel ratio with no
 separate fine-tune stage. Cost: one criterion pass per epoch.
@@ -116,7 +118,7 @@ class SoftPruning(Technique):
             self.recovered += sum(int((new[k] & ~self.masks[k]).sum()) for k in new if k in self.masks)
         self.masks = new
         self.rates.append((epoch, rate))
-        M.apply_group_masks_(state.model, self._groups, self.masks)
+        M.zero_filters_(state.model, self._groups, self.masks)
 
     def epoch_end(self, state: State) -> None:
         done = state.epoch + 1

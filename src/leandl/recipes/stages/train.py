@@ -32,7 +32,7 @@ def run_training(ctx: RunContext, options: TrainOptions, description: str = "tra
     trainer = Trainer(
         ctx.model, cfg, train_data=ctx.data.train, val_data=ctx.data.val,
         num_classes=ctx.data.num_classes, techniques=techniques, device=ctx.device,
-        run_dir=ctx.stage_dir if ctx.is_main else None, logger=ctx.stage_logger(),
+        run_dir=ctx.stage_dir, logger=ctx.stage_logger(),
         resume=ctx.resume, rank=ctx.rank, world_size=ctx.world_size, description=description,
     )
     result = trainer.fit()

@@ -1,0 +1,84 @@
+"""``leandl bench CKPT``: time a checkpoint on several backends, outputs checked against eager.
+
+For each backend (``--backends``, names from ``leandl list backends``) the outputs are first
+compared with eager PyTorch on a check batch (max abs diff, top-1 agreement), then latency
+median/p90 (ms), throughput (samples/s) and artifact size (bytes) are measured for every
+``--batch-sizes`` x ``--threads``. A backend that fails is a row with status ``failed: reason``.
+``--json`` prints the rows as JSON (keys ``backend, batch_size, threads, status, latency_ms,
+p90_ms, throughput, size_bytes, max_abs_diff, top1_agreement``); ``--out`` also writes them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["register", "parse_names"]
+
+
+def parse_names(text: str, option: str) -> list[str]:
+    """Split ``"a,b"`` into names; every name must be a registered backend."""
+    from leandl.errors import UsageError, unknown_name_message
+    from leandl.registry import BACKENDS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError("no backend given", where=option, fix="for example --backends eager,onnxruntime")
+    for n in names:
+        if n not in BACKENDS:
+            raise UsageError(unknown_name_message("backend", n, BACKENDS.names()), where=option)
+    return names
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command."""
+
+    @app.command("bench")
+    def bench_cmd(
+        ckpt: Annotated[str, typer.Argument(help="checkpoint directory (holds leandl.json)")],
+        backends: Annotated[str, typer.Option("--backends", help="comma-separated backend names")] =
+            "eager,torchscript,compile,onnxruntime,onnxruntime-int8",
+        batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="batch sizes: 1,64")] = "1,64",
+        threads: Annotated[str, typer.Option("--threads", help="intra-op thread counts: 1,2")] = "1,2",
+        input_shape: Annotated[Optional[str], typer.Option("--input-shape",
+                                                           help="batch first, e.g. 1,3,32,32 (default: from the checkpoint)")] = None,
+        data: Annotated[Optional[str], typer.Option("--data", help="real inputs from this data set (default synthetic)")] = None,
+        root: Annotated[Optional[str], typer.Option("--root", help="data directory")] = None,
+        calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="batches for static int8")] = 8,
+        warmup: Annotated[int, typer.Option("--warmup", help="untimed calls per measurement")] = 3,
+        repeats: Annotated[int, typer.Option("--repeats", help="timed calls per measurement")] = 20,
+        out: Annotated[Optional[Path], typer.Option("--out", help="also write the JSON rows here")] = None,
+        trust: Annotated[bool, typer.Option("--trust", help="allow code outside leandl's registry")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+    ) -> None:
+        """Benchmark CKPT on several backends (check outputs, then latency, throughput, size)."""
+        from leandl.checkpoint import load
+        from leandl.cli.profile import parse_int_list
+        from leandl.deploy.bench import bench_backends, format_rows
+        from leandl.deploy.inputs import checkpoint_input_shape, deploy_inputs
+        from leandl.errors import UsageError
+
+        names = parse_names(backends, "--backends")
+        sizes = parse_int_list(batch_sizes, "--batch-sizes", "--batch-sizes 1,64")
+        thr = parse_int_list(threads, "--threads", "--threads 1,2")
+        if repeats < 1 or warmup < 0 or calibration_batches < 1:
+            raise UsageError("need --repeats >= 1, --warmup >= 0 and --calibration-batches >= 1")
+        shape = parse_int_list(input_shape, "--input-shape", "--input-shape 1,3,32,32", min_len=2) if input_shape else None
+        model = load(ckpt, trust=trust)
+        inputs = deploy_inputs(checkpoint_input_shape(ckpt, shape), data=data, root=root,
+                               calibration=calibration_batches)
+        rows = bench_backends(model, names, inputs.check, batch_sizes=sizes, threads=thr,
+                              calibration=inputs.calibration, warmup=warmup, repeats=repeats)
+        for r in rows:
+            r["inputs"] = inputs.source
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(rows, indent=2) + "\n")
+        if as_json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{ckpt}: inputs {inputs.source} {tuple(inputs.check.shape[1:])}, device cpu")
+            print(format_rows(rows))

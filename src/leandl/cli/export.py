@@ -1,0 +1,69 @@
+"""``leandl export CKPT --format onnx [--int8] [--out PATH]``: write a checkpoint as ONNX.
+
+The fp32 file is checked against eager PyTorch (max abs diff and top-1 agreement on a check
+batch are printed). ``--int8`` also writes a static int8 QDQ file (per-channel weights,
+``--calibration-batches`` batches of ``--data`` training inputs, or synthetic inputs when no
+data set is named, which calibrates worse), bias-corrected, next to it as ``NAME.int8.onnx``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``export`` command."""
+
+    @app.command("export")
+    def export_cmd(
+        ckpt: Annotated[str, typer.Argument(help="checkpoint directory (holds leandl.json)")],
+        fmt: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
+        int8: Annotated[bool, typer.Option("--int8", help="also write a static int8 QDQ model")] = False,
+        out: Annotated[Optional[Path], typer.Option("--out", help="output .onnx path (default CKPT/model.onnx)")] = None,
+        input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="batch first, e.g. 1,3,32,32")] = None,
+        data: Annotated[Optional[str], typer.Option("--data", help="calibration/check data set (default synthetic)")] = None,
+        root: Annotated[Optional[str], typer.Option("--root", help="data directory")] = None,
+        calibration_batches: Annotated[int, typer.Option("--calibration-batches")] = 8,
+        opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 13)")] = 17,
+        trust: Annotated[bool, typer.Option("--trust", help="allow code outside leandl's registry")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+    ) -> None:
+        """Export CKPT to ONNX (and int8 with --int8), checked against eager PyTorch."""
+        from leandl.checkpoint import load
+        from leandl.cli.profile import parse_int_list
+        from leandl.deploy import check_onnx, export_onnx, ptq_onnx
+        from leandl.deploy.inputs import checkpoint_input_shape, deploy_inputs
+        from leandl.errors import UsageError
+
+        if fmt != "onnx":
+            raise UsageError(f"unsupported format '{fmt}'", where="--format", fix="use --format onnx")
+        shape = parse_int_list(input_shape, "--input-shape", "--input-shape 1,3,32,32", min_len=2) if input_shape else None
+        path = out or Path(ckpt) / "model.onnx"
+        if path.suffix != ".onnx":
+            raise UsageError(f"'{path}' does not end in .onnx", where="--out", fix="for example --out model.onnx")
+        model = load(ckpt, trust=trust)
+        inputs = deploy_inputs(checkpoint_input_shape(ckpt, shape), data=data, root=root,
+                               calibration=calibration_batches)
+        info: dict[str, object] = {"inputs": inputs.source}
+        if int8:
+            res = ptq_onnx(model, inputs.check[:2], path.parent, calibration=inputs.calibration,
+                           fp32_name=path.name, int8_name=path.stem + ".int8.onnx")
+            info.update(int8_onnx=str(res.int8_path), int8_size_bytes=res.int8_size_bytes, size_ratio=res.size_ratio)
+            q = check_onnx(model, res.int8_path, inputs.check)
+            info.update(int8_max_abs_diff=q.max_abs_diff, int8_top1_agreement=q.top1_agreement)
+        else:
+            export_onnx(model, inputs.check[:2], path, opset=opset)
+        check = check_onnx(model, path, inputs.check)
+        info.update(onnx=str(path), size_bytes=path.stat().st_size, max_abs_diff=check.max_abs_diff,
+                    top1_agreement=check.top1_agreement)
+        if as_json:
+            print(json.dumps(info, indent=2))
+        else:
+            for k, v in info.items():
+                print(f"{k}: {v}")

@@ -1,0 +1,81 @@
+"""``leandl prune CKPT --criterion NAME --target macs=0.5 --out DIR``: one-shot structured pruning.
+
+Loads a checkpoint (or builds a registry model), prunes it physically, saves a checkpoint that
+reloads without pickle (the kept indices are a recorded structural edit), and prints params,
+MACs and measured latency before and after.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from leandl.errors import UsageError
+
+__all__ = ["register", "prune_command", "parse_target"]
+
+
+def parse_target(text: str) -> dict[str, float]:
+    """``"macs=0.5"`` / ``"latency_ms=20,batch_size=64"`` -> dict; UsageError otherwise."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UsageError(f"cannot read target '{text}'", where="--target",
+                             fix="use KEY=VALUE, e.g. --target macs=0.5 or --target ratio=0.3")
+    return out
+
+
+def prune_command(
+    checkpoint: str = typer.Argument(..., help="Checkpoint directory or registry model name."),
+    criterion: str = typer.Option("l1", "--criterion", help="l1, l2, fpgm, bn_scale, random ..."),
+    target: str = typer.Option("macs=0.5", "--target", help="macs=0.5 keeps 50 % of the MACs."),
+    out: Path = typer.Option(..., "--out", help="Output checkpoint directory."),
+    input_shape: str = typer.Option("1,3,32,32", "--input-shape", help="Batch-first shape."),
+    round_to: Optional[int] = typer.Option(8, "--round-to", help="Round kept widths (0: off)."),
+    scope: str = typer.Option("global", "--scope", help="global or layerwise."),
+    max_ratio: float = typer.Option(0.9, "--max-ratio", help="Max fraction removed per group."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Batch for the latency timing."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for timing."),
+    trust: bool = typer.Option(False, "--trust", help="Trust a spec naming outside code."),
+) -> None:
+    """Prune CHECKPOINT to a target and save the result to --out."""
+    import torch
+
+    from leandl.checkpoint import save
+    from leandl.cli.profile import _build_model, parse_int_list
+    from leandl.measure import compare_latency
+    from leandl.prune.api import prune_
+    from leandl.registry import CRITERIA
+
+    shape = parse_int_list(input_shape, "--input-shape", "--input-shape 1,3,32,32", min_len=2)
+    model = _build_model(checkpoint, shape, None, trust)
+    if CRITERIA.get(criterion).needs_data:
+        raise UsageError(f"criterion '{criterion}' needs labelled data", where="--criterion",
+                         fix="use a data-free criterion here (l1, l2, fpgm, bn_scale, random) "
+                             "or a recipe with a prune stage")
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    dense = __import__("copy").deepcopy(model).eval()
+    report = prune_(model, x, criterion=criterion, target=parse_target(target), scope=scope,
+                    max_ratio=max_ratio, round_to=round_to or None)
+    save(model, out, metrics={"prune": report.to_dict()})
+    xb = x[:1].expand(batch_size, *x.shape[1:]).contiguous()
+    lat = compare_latency({"dense": dense, "pruned": model.eval()}, xb, threads=threads)
+    typer.echo(f"params  {report.params_before / 1e6:.3f} M -> {report.params_after / 1e6:.3f} M")
+    typer.echo(f"MACs    {report.macs_before / 1e6:.2f} M -> {report.macs_after / 1e6:.2f} M "
+               f"({100 * report.achieved['macs']:.1f} % kept, batch 1)")
+    typer.echo(f"latency {lat.median_ms['dense']:.2f} ms -> {lat.median_ms['pruned']:.2f} ms "
+               f"(batch {batch_size}, {lat.threads} threads, speed-up "
+               f"{lat.speedup_median['pruned']:.2f}x, eager CPU)")
+    typer.echo(f"saved   {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``prune`` command to ``app``."""
+    app.command("prune")(prune_command)

@@ -1,0 +1,122 @@
+"""Width allocation: how many units each group keeps, and the MACs/params it costs (estimated).
+
+The estimate is exact for conv/linear MACs and for parameter counts: a conv's MACs scale with
+the kept fraction of its weight's dim 0 and dim 1, a depthwise conv's with dim 0 only, and an
+attention module's own MACs (the softmax(QK^T)V products) with the kept fraction of its heads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from leandl.measure import count_macs
+from leandl.prune.groups import ChannelGroup
+
+__all__ = ["CostModel", "allocate", "normalised", "keep_sets"]
+
+
+def normalised(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Divide each group's scores by their mean, so groups compare in a global ranking."""
+    return {k: v.double() / (v.double().abs().mean() + 1e-12) for k, v in scores.items()}
+
+
+def _round_kept(kept: int, size: int, floor: int, round_to: int | None) -> int:
+    kept = max(kept, floor, 1)
+    if round_to and size > round_to:
+        kept = max(round_to, int(round(kept / round_to)) * round_to)
+        while kept < floor:
+            kept += round_to
+        kept = min(kept, size)
+    return kept
+
+
+def allocate(groups: list[ChannelGroup], scores: dict[str, torch.Tensor], t: float, scope: str,
+             max_ratio: float, round_to: int | None) -> dict[str, int]:
+    """Kept units per group at prune strength ``t`` in [0, 1].
+
+    ``layerwise``: every group drops ``floor(t * size)`` units. ``global``: units whose
+    normalised score lies below the ``t``-quantile of all normalised scores are dropped.
+    Each group keeps at least ``ceil((1 - max_ratio) * size)`` units (and 1), rounded to a
+    multiple of ``round_to`` when given.
+    """
+    if scope == "global":
+        pooled = torch.cat([scores[g.name] for g in groups])
+        thr = torch.quantile(pooled, t) if t > 0 else pooled.min() - 1
+    out = {}
+    for g in groups:
+        if scope == "global":
+            drop = int((scores[g.name] < thr).sum()) if t < 1 else g.size
+        else:
+            drop = int(math.floor(t * g.size + 1e-9))
+        floor = int(math.ceil((1 - max_ratio) * g.size - 1e-9))
+        out[g.name] = _round_kept(g.size - drop, g.size, floor, round_to)
+    return out
+
+
+def keep_sets(groups: list[ChannelGroup], scores: dict[str, torch.Tensor],
+              kept: dict[str, int]) -> dict[str, list[int]]:
+    """The ``kept[name]`` highest-scoring unit indices of each group that shrinks (sorted)."""
+    out = {}
+    for g in groups:
+        if kept[g.name] < g.size:
+            order = torch.argsort(scores[g.name], descending=True, stable=True)
+            out[g.name] = sorted(order[: kept[g.name]].tolist())
+    return out
+
+
+class CostModel:
+    """Estimated MACs and params of ``model`` after shrinking groups (see module docstring).
+
+    Args:
+        model: the model (unchanged).
+        groups: its groups.
+        example_inputs: a batch-1 input for counting MACs.
+    """
+
+    def __init__(self, model: nn.Module, groups: list[ChannelGroup], example_inputs: torch.Tensor):
+        self.macs = count_macs(model, example_inputs)
+        self.groups = groups
+        self.dims: dict[tuple[str, str, int], list[tuple[int, int]]] = defaultdict(list)
+        for gi, g in enumerate(groups):
+            for role in ("producers", "consumers"):
+                for m, p, d, _, r in g.slices(role):
+                    self.dims[(m, p, d)].append((gi, r))
+        self.shapes = {}
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            m, _, p = name.rpartition(".")
+            self.shapes[(m, p)] = tuple(t.shape)
+        self.kinds = {n: type(mod) for n, mod in model.named_modules()}
+        self.heads = {g.name: gi for gi, g in enumerate(groups) if g.kind == "head"}
+        self._buffers = {tuple(n.rpartition(".")[::2]) for n, _ in model.named_buffers()}
+
+    def _frac(self, key: tuple[str, str, int], kept: list[int]) -> float:
+        full = self.shapes[key[:2]][key[2]]
+        removed = sum((self.groups[gi].size - kept[gi]) * r for gi, r in self.dims.get(key, []))
+        return max(full - removed, 0) / full
+
+    def estimate(self, kept_by_name: dict[str, int]) -> tuple[float, float]:
+        """(MACs, params) after keeping ``kept_by_name`` units (missing groups keep all)."""
+        kept = [kept_by_name.get(g.name, g.size) for g in self.groups]
+        macs = 0.0
+        for name, value in self.macs.per_module.items():
+            if (name, "weight") in self.shapes and issubclass(
+                    self.kinds.get(name, nn.Module), (nn.modules.conv._ConvNd, nn.Linear)):
+                value *= self._frac((name, "weight", 0), kept) * self._frac(
+                    (name, "weight", 1), kept)
+            elif name in self.heads:
+                gi = self.heads[name]
+                value *= kept[gi] / self.groups[gi].size
+            macs += value
+        params = 0.0
+        for (m, p), shape in self.shapes.items():
+            if (m, p) in self._buffers:
+                continue
+            n = float(math.prod(shape))
+            for d in range(len(shape)):
+                n *= self._frac((m, p, d), kept) if (m, p, d) in self.dims else 1.0
+            params += n
+        return macs, params

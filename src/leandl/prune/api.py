@@ -1,0 +1,203 @@
+"""``leandl.prune_``: one-shot or iterative structured pruning to a ratio, MACs, params or latency.
+
+Targets (fractions are of the ORIGINAL model and say what to KEEP):
+
+- ``{"ratio": r}``: remove a fraction ``r`` of the units (channels/heads/MLP units).
+- ``{"macs": f}``: keep ``f`` of the MACs (``macs=0.5`` keeps 50 %, i.e. halves the MACs).
+- ``{"params": f}``: keep ``f`` of the parameters.
+- ``{"latency_ms": b, "batch_size": 64}``: a measured latency budget (HFP-style lookup table,
+  :mod:`leandl.prune.latency`); lands within a few percent of ``b`` on this machine.
+
+Scope ``global`` ranks units of all groups together on scores divided by their group's mean
+(raw magnitudes are not comparable across layers; untrained nets otherwise lose whole early
+layers) and caps each group at ``max_ratio``; ``layerwise`` removes the same fraction from every
+group. ``round_to=8`` rounds kept widths to multiples of 8, which is what makes a pruned model
+actually faster on CPU (odd widths are slow).
+
+Example:
+    >>> report = leandl.prune_(model, torch.randn(1, 3, 32, 32), criterion="l1",
+    ...                        target={"macs": 0.5}, round_to=8)
+    >>> report.macs_after / report.macs_before  # about 0.5
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from leandl.errors import ConfigError
+from leandl.measure import count_macs, count_params
+from leandl.prune._alloc import CostModel, allocate, keep_sets, normalised
+from leandl.prune.criteria import Criterion, get_criterion
+from leandl.prune.groups import ChannelGroup, channel_groups, remove_units_
+
+__all__ = ["PruneReport", "prune_", "score_groups"]
+
+_TARGETS = ("ratio", "macs", "params", "latency_ms")
+
+
+@dataclass
+class PruneReport:
+    """What :func:`prune_` did (MACs at batch 1, counted with PyTorch's FlopCounterMode)."""
+
+    criterion: str
+    scope: str
+    target: dict[str, float]
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    widths: dict[str, list[int]] = field(default_factory=dict)  # group -> [before, after]
+    kept: dict[str, list[int]] = field(default_factory=dict)  # last step's kept indices
+    achieved: dict[str, float] = field(default_factory=dict)
+    latency: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+def _check(target: dict[str, float], scope: str, max_ratio: float, steps: int) -> str:
+    keys = [k for k in target if k in _TARGETS]
+    unknown = [k for k in target if k not in (*_TARGETS, "batch_size")]
+    if len(keys) != 1 or unknown:
+        raise ConfigError(f"target must have exactly one of {_TARGETS}, got {dict(target)}",
+                          where="target", fix='e.g. {"macs": 0.5} keeps 50 % of the MACs')
+    key = keys[0]
+    value = float(target[key])
+    if key == "ratio" and not 0 <= value < 1 or key in ("macs", "params") and not 0 < value <= 1:
+        raise ConfigError(f"target {key}={value} is out of range", where=f"target.{key}",
+                          fix="ratio in [0, 1) (fraction removed); macs/params in (0, 1] (kept)")
+    if key == "latency_ms" and value <= 0:
+        raise ConfigError("latency_ms must be > 0", where="target.latency_ms")
+    if scope not in ("global", "layerwise"):
+        raise ConfigError(f"unknown scope {scope!r}", where="scope", fix="use global or layerwise")
+    if not 0 < max_ratio < 1:
+        raise ConfigError(f"max_ratio must be in (0, 1), got {max_ratio}", where="max_ratio")
+    if steps < 1:
+        raise ConfigError(f"iterative_steps must be >= 1, got {steps}", where="iterative_steps")
+    return key
+
+
+def score_groups(model: nn.Module, groups: Sequence[ChannelGroup], criterion: Criterion,
+                 batches: Iterable[Any] | None = None) -> dict[str, torch.Tensor]:
+    """Each group's importance scores (size,) from ``criterion``."""
+    data = list(batches) if batches is not None else None
+    return {g.name: criterion(model, g, data).detach().float().reshape(-1) for g in groups}
+
+
+def _search(groups: list[ChannelGroup], scores: dict[str, torch.Tensor], cost: CostModel,
+            key: str, goal: float, scope: str, max_ratio: float,
+            round_to: int | None) -> dict[str, int]:
+    """Bisect the prune strength t so the estimated metric lands closest to ``goal``."""
+    if key == "ratio":
+        return allocate(groups, scores, goal, scope, max_ratio, round_to)
+    idx = 0 if key == "macs" else 1
+    full = cost.estimate({})[idx]
+    lo, hi, best, best_err = 0.0, 1.0, None, float("inf")
+    for _ in range(40):
+        t = (lo + hi) / 2
+        kept = allocate(groups, scores, t, scope, max_ratio, round_to)
+        frac = cost.estimate(kept)[idx] / full
+        err = abs(frac - goal) + (1e-9 if frac > goal else 0.0)
+        if err < best_err:
+            best, best_err = kept, err
+        lo, hi = (t, hi) if frac > goal else (lo, t)
+    last = allocate(groups, scores, 1.0, scope, max_ratio, round_to)
+    if cost.estimate(last)[idx] / full > goal:
+        warnings.warn(f"target {key}={goal} is out of reach with max_ratio={max_ratio}; "
+                      "pruning as far as allowed", stacklevel=3)
+        return last
+    return best or last
+
+
+def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | Criterion = "l1",
+           target: dict[str, float] | None = None, scope: str = "global", max_ratio: float = 0.9,
+           ignored_layers: Sequence[str] | None = None, round_to: int | None = None,
+           batches: Iterable[Any] | None = None, iterative_steps: int = 1,
+           keep: dict[str, list[int]] | None = None,
+           between_steps: Callable[[nn.Module, int], None] | None = None) -> PruneReport:
+    """Prune ``model`` in place (physically) to ``target``; returns a :class:`PruneReport`.
+
+    Args:
+        model: the network (fx-traceable); its input and output shapes are kept.
+        example_inputs: an input batch; MACs are counted at batch 1.
+        criterion: a ``CRITERIA`` name (``l1``, ``l2``, ``fpgm``, ``bn_scale``, ``taylor``,
+            ``di``, ``random``) or a :class:`Criterion`.
+        target: one of ``ratio`` / ``macs`` / ``params`` / ``latency_ms`` (see module doc).
+        scope: ``global`` (normalised scores ranked together) or ``layerwise``.
+        max_ratio: at most this fraction of any group is removed.
+        ignored_layers: module names whose output units are kept (default: none beyond the
+            first layer and the classifier, which are always kept).
+        round_to: round kept widths to multiples of this (8 recommended for CPU speed).
+        batches: ``(inputs, targets)`` batches for data criteria (``taylor``, ``di``).
+        iterative_steps: prune in this many steps towards the target, re-scoring each time
+            (geometric schedule for macs/params, linear for ratio).
+        keep: explicit kept indices per group name (e.g. an early-bird mask); skips scoring.
+        between_steps: called as ``fn(model, step)`` after each step but the last (fine-tune).
+
+    Raises:
+        ConfigError: invalid target, scope or ratios. ModelError: the model cannot be pruned.
+    """
+    target = dict(target or {"macs": 0.5})
+    key = _check(target, scope, max_ratio, iterative_steps)
+    x1 = example_inputs[:1]
+    crit = get_criterion(criterion)
+    data = list(batches) if batches is not None else None
+    groups = channel_groups(model, x1, ignored_layers=ignored_layers or ())
+    cost = CostModel(model, groups, x1)
+    macs0, params0 = cost.macs.total, count_params(model).total
+    widths = {g.name: [g.size, g.size] for g in groups}
+    last_keep: dict[str, list[int]] = {}
+    lat: dict[str, float] = {}
+    if keep is not None:
+        remove_units_(model, x1, keep)
+        last_keep = keep
+    elif key == "latency_ms":
+        from leandl.prune.latency import prune_to_latency
+
+        last_keep, lat = prune_to_latency(model, example_inputs, crit, target, scope, max_ratio,
+                                          ignored_layers or (), round_to, data)
+    else:
+        for step in range(iterative_steps):
+            if step > 0:
+                groups = channel_groups(model, x1, ignored_layers=ignored_layers or ())
+                cost = CostModel(model, groups, x1)
+            goal = _step_goal(key, float(target[key]), step, iterative_steps,
+                              cost.macs.total / macs0, count_params(model).total / params0)
+            scores = normalised(score_groups(model, groups, crit, data))
+            kept = _search(groups, scores, cost, key, goal, scope, max_ratio, round_to)
+            last_keep = keep_sets(groups, scores, kept)
+            remove_units_(model, x1, last_keep, groups=groups)
+            for name, idx in last_keep.items():
+                widths[name][1] = len(idx)
+            if between_steps is not None and step < iterative_steps - 1:
+                between_steps(model, step)
+    macs1, params1 = count_macs(model, x1).total, count_params(model).total
+    return PruneReport(
+        criterion=str(getattr(crit, "name", criterion) if isinstance(criterion, str) else
+                      type(crit).__name__), scope=scope, target=target,
+        params_before=params0, params_after=params1, macs_before=macs0, macs_after=macs1,
+        widths=widths if keep is None and key != "latency_ms" else {
+            n: [w[0], len(last_keep.get(n, range(w[0])))] for n, w in widths.items()},
+        kept=last_keep,
+        achieved={"macs": macs1 / macs0, "params": params1 / params0}, latency=lat,
+    )
+
+
+def _step_goal(key: str, final: float, step: int, steps: int, macs_now: float,
+               params_now: float) -> float:
+    """This step's goal relative to the CURRENT model (geometric for macs/params).
+
+    ``macs_now`` / ``params_now`` are the current model's fractions of the original.
+    """
+    if key == "ratio":
+        done = 1 - final * step / steps
+        return 1 - (1 - final * (step + 1) / steps) / done
+    want = final ** ((step + 1) / steps)
+    return min(1.0, want / (macs_now if key == "macs" else params_now))

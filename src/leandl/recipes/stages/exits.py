@@ -1,0 +1,133 @@
+"""The ``exits`` stage: attach early exits, train them, calibrate thresholds for MACs budgets.
+
+1. ``attach_exits`` after ``after`` (default: all of the model's ``exit_points``);
+   ``freeze_backbone`` trains only heads (and links) on a trained backbone (IMTA stage 2, SDN
+   "IC-only"); otherwise exits and backbone train jointly with the stage's techniques
+   (``gradient_equilibrium``, ``one_for_all_kd``, ``inline_collaboration``, ``exit_loss_weights``).
+2. On the validation split: per-exit cumulative MACs, anytime accuracy, and thresholds that
+   meet each budget (fractions of the plain backbone's MACs) as an average per sample.
+3. On the test split: the budgeted accuracy and expected MACs per budget, the accuracy vs
+   expected-MACs curve, and the measured wall-clock of early-exit inference (rows that exit
+   stop computing) against the plain backbone, same batch size and threads.
+
+``metrics["accuracy"]`` is the test accuracy at ``select_budget``; ``full_accuracy`` is the
+final exit's. The thresholds travel in the artifacts (``exit_policies``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from leandl.recipes.context import RunContext
+from leandl.recipes.stage import Stage, StageResult
+from leandl.recipes.stages.train import TrainOptions, run_training
+from leandl.registry import STAGES
+
+__all__ = ["ExitsOptions", "ExitsStage"]
+
+
+class ExitsOptions(TrainOptions):  # type: ignore[misc, valid-type]
+    """Options of an ``exits`` stage (plus every training override and techniques)."""
+
+    after: list[str] | None = None
+    head: Literal["linear", "mlp"] = "linear"
+    pool: int = Field(1, ge=1)
+    hidden: int = Field(128, ge=1)
+    freeze_backbone: bool = False
+    criterion: Literal["max_prob", "entropy"] = "max_prob"
+    budgets: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
+    select_budget: float = Field(0.5, gt=0)
+    timing_batch_size: int | None = Field(None, ge=1)
+    timing_rounds: int = Field(5, ge=1)
+
+
+def _split_tensors(dataset: Any) -> tuple[Any, Any]:
+    xs, ys = zip(*[(dataset[i][0], dataset[i][1]) for i in range(len(dataset))], strict=True)
+    return torch.stack(xs), torch.as_tensor([int(y) for y in ys])
+
+
+def _exit_outputs(ctx: RunContext, model: Any, split: Any) -> tuple[Any, Any]:
+    from leandl.data import make_loader
+    from leandl.dynamic import collect_exit_outputs
+
+    loader = make_loader(split, ctx.recipe.data.eval_batch_size, shuffle=False)
+    return collect_exit_outputs(model, loader, ctx.device)
+
+
+def _evaluate_budgets(ctx: RunContext, model: Any, opts: ExitsOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    from leandl.dynamic import (
+        accuracy_cost_curve,
+        anytime_accuracy,
+        backbone_macs,
+        calibrate_budget,
+        exit_costs,
+        measure_exit_speedup,
+        predict_in_batches,
+        simulate,
+    )
+    from leandl.dynamic.policy import confidences
+
+    shape = tuple(ctx.data.input_shape)
+    costs, full = exit_costs(model, shape), backbone_macs(model, shape)
+    val_logits, val_y = _exit_outputs(ctx, model, ctx.data.val if ctx.data.val is not None else ctx.data.train)
+    test_logits, test_y = _exit_outputs(ctx, model, ctx.data.test)
+    conf = confidences(test_logits, opts.criterion)
+    correct = torch.stack([z.argmax(-1) == test_y for z in test_logits])
+    x_test, _ = _split_tensors(ctx.data.test)
+    bs = opts.timing_batch_size or ctx.recipe.data.eval_batch_size
+    rows, policies = [], {}
+    for frac in sorted(set(opts.budgets) | {opts.select_budget}):
+        pol = calibrate_budget(val_logits, val_y, costs, frac * full, opts.criterion)
+        test = simulate(conf, correct, pol.thresholds, costs)
+        res = predict_in_batches(model, x_test.to(ctx.device), bs, pol.thresholds, opts.criterion)
+        staged_acc = float((res.logits.argmax(-1).cpu() == test_y).float().mean())
+        row = {"budget_fraction": frac, "budget_macs": frac * full, "test_accuracy": staged_acc,
+               "test_expected_macs": test["expected_macs"], "test_exit_fractions": test["exit_fractions"],
+               **{k: v for k, v in pol.info.items() if k != "budget_macs"}}
+        row["wall_clock"] = measure_exit_speedup(model, x_test.to(ctx.device), bs, pol.thresholds,
+                                                     opts.criterion, rounds=opts.timing_rounds)
+        rows.append(row)
+        policies[str(frac)] = pol.to_dict()
+    sel = next(r for r in rows if r["budget_fraction"] == opts.select_budget)
+    metrics = {
+        "accuracy": sel["test_accuracy"], "full_accuracy": float(correct[-1].float().mean()),
+        "exit_accuracy": [float(c.float().mean()) for c in correct],
+        "expected_macs": sel["test_expected_macs"], "backbone_macs": full, "exit_macs": costs,
+        "select_budget": opts.select_budget, "wall_clock_speedup": sel["wall_clock"]["speedup"],
+        "budgets": rows, "anytime": anytime_accuracy(test_logits, test_y, costs),
+        "accuracy_vs_expected_macs": accuracy_cost_curve(test_logits, test_y, costs, opts.criterion),
+        "val_anytime": anytime_accuracy(val_logits, val_y, costs),
+    }
+    return metrics, {"exit_policies": policies, "exit_macs": costs, "exit_criterion": opts.criterion}
+
+
+@STAGES.register("exits")
+class ExitsStage(Stage):
+    """Attach and train early exits, calibrate thresholds for MACs budgets, measure real savings."""
+
+    kind = "exits"
+    Options = ExitsOptions
+    trains = True
+
+    def run(self, ctx: RunContext) -> StageResult:
+        from leandl.dynamic import MultiExit, attach_exits, freeze_backbone_
+
+        opts: ExitsOptions = self.options  # type: ignore[assignment]
+        model = ctx.model
+        if not isinstance(model, MultiExit):
+            after = opts.after or list(getattr(model, "exit_points", ()))
+            model = attach_exits(model, after, opts.head, input_shape=tuple(ctx.data.input_shape),
+                                 pool=opts.pool, hidden=opts.hidden)
+        if opts.freeze_backbone:
+            freeze_backbone_(model)
+        ctx.model = model.to(ctx.device)
+        trained = run_training(ctx, opts, description=opts.name or "exits")
+        model = trained.model
+        model.backbone_frozen = False
+        for p in model.parameters():
+            p.requires_grad_(True)
+        metrics, artifacts = _evaluate_budgets(ctx, model, opts)
+        return StageResult(model=model, metrics={**trained.metrics, **metrics}, artifacts=artifacts)

@@ -1,0 +1,51 @@
+"""ONNX Runtime int8: static accuracy on a trained model, dynamic restricted to MatMul/Gemm."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from leandl.data import make_loader
+from leandl.deploy import calibration_batches, evaluate_onnx, op_counts, ptq_onnx
+from leandl.deploy.calibration import TensorDataReader
+
+
+def test_static_int8_keeps_accuracy_and_shrinks_the_file(tmp_path, trained_digits_cnn, digits) -> None:
+    cal = calibration_batches(digits.train, 4, 32)
+    res = ptq_onnx(trained_digits_cnn, cal[0], tmp_path, calibration=cal, calibrate_method="minmax")
+    loader = make_loader(digits.test, 512, shuffle=False)
+    fp32 = evaluate_onnx(res.fp32_path, loader, threads=1)["accuracy"]
+    int8 = evaluate_onnx(res.int8_path, loader, threads=1)["accuracy"]
+    assert fp32 > 0.85
+    assert int8 >= fp32 - 0.02
+    ops = op_counts(res.int8_path)
+    assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
+    assert res.size_ratio > 1.5  # tiny model: QDQ graph overhead keeps it below 4x
+    assert res.bias_shifts  # bias correction ran on every conv/linear
+    assert set(res.bias_shifts) >= {"head.fc"}
+
+
+def test_dynamic_int8_never_makes_conv_integer(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 16), nn.ReLU(),
+                        nn.Linear(16, 10)).eval()
+    res = ptq_onnx(net, torch.randn(2, 1, 8, 8), tmp_path, method="dynamic")
+    ops = op_counts(res.int8_path)
+    assert "ConvInteger" not in ops
+    assert ops.get("Conv", 0) == 1  # the conv stays fp32
+    assert ops.get("MatMulInteger", 0) + ops.get("DynamicQuantizeMatMul", 0) >= 1  # the linears are int8
+    from leandl.deploy import OrtModule
+
+    x = torch.randn(5, 1, 8, 8)
+    diff = (OrtModule(res.int8_path, threads=1)(x) - net(x)).abs().max()
+    assert float(diff) < 0.05
+
+
+def test_data_reader_feeds_every_batch_then_rewinds() -> None:
+    reader = TensorDataReader([torch.ones(2, 3), torch.zeros(1, 3)], ["input"])
+    shapes = []
+    while (feed := reader.get_next()) is not None:
+        shapes.append(feed["input"].shape)
+    assert shapes == [(2, 3), (1, 3)]
+    reader.rewind()
+    assert reader.get_next()["input"].sum() == 6
