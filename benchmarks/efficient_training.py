@@ -69,7 +69,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--model", default="digits_cnn")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     epochs = 2 if args.quick else args.epochs
     seeds = min(args.seeds, 2) if args.quick else args.seeds
     names = list(METHODS)

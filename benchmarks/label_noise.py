@@ -44,17 +44,18 @@ from leandl.train.trainer import Trainer  # noqa: E402
 
 NAME = "label_noise"
 
-METHODS: dict[str, Callable[[], list[Any]]] = {
-    "CE": lambda: [],
-    "label_smoothing(0.1)": lambda: [LabelSmoothing(0.1)],
-    "confidence_penalty(0.1)": lambda: [ConfidencePenalty(beta=0.1)],
-    "bootstrapping(soft,0.95)": lambda: [Bootstrapping("soft")],
-    "proselflc(B=8,r=0.3)": lambda: [ProSelfLC(exp_base=8.0, transit=0.3)],
-    "mae": lambda: [MAE()],
-    "imae(T=8)": lambda: [IMAE(temperature=8.0)],
-    "gr(beta=8,lam=0.5)": lambda: [GradientRescaling(beta=8.0, lam=0.5)],
-    "gce(q=0.7)": lambda: [GCE(q=0.7)],
-    "sce(0.1,1.0)": lambda: [SCE(alpha=0.1, beta=1.0)],
+METHODS: dict[str, tuple[str, Callable[[], list[Any]]]] = {
+    "CE": ("cross-entropy", lambda: []),
+    "label_smoothing": ("smoothing 0.1", lambda: [LabelSmoothing(0.1)]),
+    "confidence_penalty": ("beta 0.1", lambda: [ConfidencePenalty(beta=0.1)]),
+    "bootstrapping": ("soft, beta 0.95", lambda: [Bootstrapping("soft")]),
+    "proselflc": ("B 8, transit 0.3, entropy trust, live target",
+                  lambda: [ProSelfLC(exp_base=8.0, transit=0.3)]),
+    "mae": ("||p - q||_1", lambda: [MAE()]),
+    "imae": ("T 8", lambda: [IMAE(temperature=8.0)]),
+    "gr": ("beta 8, lam 0.5", lambda: [GradientRescaling(beta=8.0, lam=0.5)]),
+    "gce": ("q 0.7", lambda: [GCE(q=0.7)]),
+    "sce": ("alpha 0.1, beta 1, A -4", lambda: [SCE(alpha=0.1, beta=1.0)]),
 }
 
 NOISES = {
@@ -73,7 +74,7 @@ def run_one(method: str, noise: str, seed: int, epochs: int) -> dict[str, float]
     monitor = NoiseMonitor(bundle, every=max(1, epochs))
     t0 = time.perf_counter()
     fit = Trainer(model, cfg, train_data=bundle.train, val_data=None, num_classes=bundle.num_classes,
-                  techniques=[*METHODS[method](), monitor]).fit()
+                  techniques=[*METHODS[method][1](), monitor]).fit()
     seconds = time.perf_counter() - t0
     test = evaluate(fit.model, make_loader(bundle.test, 1000, shuffle=False))["accuracy"]
     return {"test_accuracy": test, "memorised": monitor.last["memorised"],
@@ -86,11 +87,11 @@ def acceptance(rows: list[dict[str, Any]], noise: str) -> list[str]:
     mean = {(r["method"], r["metric"]): r["mean"] for r in rows if r["noise"] == noise}
     ce_acc, ce_mem = mean.get(("CE", "test_accuracy")), mean.get(("CE", "memorised"))
     out = []
-    for m in ("proselflc(B=8,r=0.3)", "imae(T=8)", "gr(beta=8,lam=0.5)"):
+    for m in ("proselflc", "imae", "gr"):
         acc = mean.get((m, "test_accuracy"))
         if acc is not None and ce_acc is not None:
             out.append(f"[{noise}] {m} test acc {acc:.4f} vs CE {ce_acc:.4f}: {'PASS' if acc > ce_acc else 'FAIL'}")
-    mem = mean.get(("proselflc(B=8,r=0.3)", "memorised"))
+    mem = mean.get(("proselflc", "memorised"))
     if mem is not None and ce_mem is not None:
         out.append(f"[{noise}] CE memorised {ce_mem:.4f} vs ProSelfLC {mem:.4f}: {'PASS' if ce_mem > mem else 'FAIL'}")
     return out
@@ -109,6 +110,9 @@ def main() -> None:
     epochs = 4 if args.quick else args.epochs
     noises = [n for n in args.noise.split(",") if n]
     methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods + noises if m not in METHODS and m not in NOISES]
+    if unknown:
+        p.error(f"unknown method or noise {unknown}; methods: {', '.join(METHODS)}; noises: {', '.join(NOISES)}")
     rows: list[dict[str, Any]] = []
     for noise in noises:
         for method in methods:
@@ -117,7 +121,8 @@ def main() -> None:
                                   ("corrected", "fraction of noisy"), ("clean_train_accuracy", "fraction"),
                                   ("seconds", "s per run")):
                 rows.append(row(method, metric, [r[metric] for r in results], units=units, noise=noise,
-                                epochs=epochs, batch_size=128, model="mnist1d_cnn", data="mnist1d",
+                                settings=METHODS[method][0], epochs=epochs, batch_size=128,
+                                model="mnist1d_cnn", data="mnist1d",
                                 threads=torch.get_num_threads()))
             acc = [r["test_accuracy"] for r in results]
             print(f"{noise} {method}: test {sum(acc) / len(acc):.4f}", flush=True)

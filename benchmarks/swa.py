@@ -53,7 +53,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--start", type=float, default=0.75)
     p.add_argument("--swa-lr", type=float, default=0.01)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     epochs = 6 if args.quick else args.epochs
     seeds = min(args.seeds, 2) if args.quick else args.seeds
     out: dict[str, list[dict[str, float]]] = {"sgd": [], "swa": []}

@@ -64,6 +64,7 @@ def ptq_onnx(
     reduce_range: bool = False,
     fp32_name: str = "model.onnx",
     int8_name: str = "model.int8.onnx",
+    opset: int = 17,
 ) -> PtqResult:
     """Export ``model`` to fp32 ONNX and to int8 ONNX in ``out_dir``.
 
@@ -78,12 +79,13 @@ def ptq_onnx(
         bias_correction: shift biases by the measured mean quantization error (static only).
         reduce_range: 7-bit weights (see :mod:`leandl.deploy.ort_quantize`).
         fp32_name / int8_name: the file names.
+        opset: ONNX opset of the exported graphs.
     """
     if method not in ("ptq", "dynamic"):
         raise ConfigError(f"unknown quantization method '{method}'", where="method", fix="use ptq or dynamic")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(model, example_inputs, out / fp32_name)
+    fp32 = export_onnx(model, example_inputs, out / fp32_name, opset=opset)
     shifts: dict[str, float] = {}
     if method == "dynamic":
         int8 = quantize_dynamic_onnx(fp32, out / int8_name, per_channel=per_channel)
@@ -95,7 +97,7 @@ def ptq_onnx(
         if bias_correction:
             shifts = bias_correct_(folded, calibration, per_channel=per_channel, reduce_range=reduce_range)
         with tempfile.TemporaryDirectory() as tmp:
-            src = export_onnx(folded, example_inputs, Path(tmp) / "corrected.onnx")
+            src = export_onnx(folded, example_inputs, Path(tmp) / "corrected.onnx", opset=opset)
             int8 = quantize_static_onnx(src, out / int8_name, calibration, calibrate_method=calibrate_method,
                                         per_channel=per_channel, reduce_range=reduce_range)
     f_size, q_size = fp32.stat().st_size, int8.stat().st_size

@@ -90,7 +90,7 @@ def _from_dict(spec: dict[str, Any], num_classes: int | None, input_shape: Seque
     if sources[0] == "factory" and not trust:
         raise ConfigError(f"teacher factory '{name}' is user code; set trust: true to import it",
                           where="teacher.factory")
-    if sources[0] == "model" and ":" in name and name.split(":", 1)[0] not in ("torchvision", "timm", "hf"):
+    if sources[0] == "model" and ":" in name and name.split(":", 1)[0] not in ("torchvision", "timm"):
         raise ConfigError(f"'{name}' is an import path; give it as factory: with trust: true", where="teacher.model")
     kwargs = dict(spec.get("kwargs") or {})
     if num_classes is not None:

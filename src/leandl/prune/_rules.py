@@ -276,11 +276,9 @@ def _cat(g: _Graph, node: fx.Node) -> _Info:
         view: list[tuple[int, int]] = []
         for p, info in zip(parts, infos):
             if info.view is None or info.cdim != cdim:
-                shp = _shape(p) or ()
                 info = g.fresh(p, cdim, blocked=f"untracked input of cat at {_where(node)}")
                 if info.view is None:
                     return _unsupported(g, node, "cat of untracked tensors")
-                del shp
             view.extend(info.view)
         return _Info(view, cdim)
     for p, info in zip(parts, infos):  # cat along another dim: channels must agree

@@ -29,6 +29,7 @@ from leandl.recipes.rundir import default_out_dir, prepare_run_dir, run_lock, st
 from leandl.recipes.schema import Recipe
 from leandl.registry import STAGES
 from leandl.train.metrics_log import MetricsLogger
+from leandl.train.signals import STOP_SIGNALS, TrainingInterrupted
 
 __all__ = ["run", "build_initial_model", "UNITS"]
 
@@ -114,8 +115,11 @@ def _run_locked(rec: Recipe, out_dir: Path, resume: bool, dist: DistInfo) -> dic
     ctx = RunContext(recipe=rec, out_dir=out_dir, data=data, model=build_initial_model(rec, data).to(device),
                      device=device, logger=logger, resume=resume, rank=dist.rank, world_size=dist.world_size)
     logger.log({"event": "run_start", "recipe": rec.name, "resume": resume, "world_size": dist.world_size})
-    for i, entry in enumerate(rec.stages):
-        _run_stage(ctx, i, entry.kind)
+    with STOP_SIGNALS:
+        for i, entry in enumerate(rec.stages):
+            if STOP_SIGNALS.requested:
+                raise TrainingInterrupted(STOP_SIGNALS.name, -1, None, before=stage_dir_name(i, entry.kind))
+            _run_stage(ctx, i, entry.kind)
     summary = _summary(rec, ctx, time.perf_counter() - t0)
     if dist.is_main:
         write_json(out_dir / "summary.json", summary)

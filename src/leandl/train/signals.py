@@ -10,18 +10,22 @@ from typing import Any
 
 from leandl.errors import TrainingError
 
-__all__ = ["StopSignals", "TrainingInterrupted"]
+__all__ = ["StopSignals", "TrainingInterrupted", "STOP_SIGNALS"]
 
 
 class TrainingInterrupted(TrainingError):
     """Raised after a stop signal once the resume checkpoint is written."""
 
-    def __init__(self, signame: str, step: int, where: Path | None) -> None:
+    def __init__(self, signame: str, step: int, where: Path | None, before: str | None = None) -> None:
         self.signame = signame
         self.exit_code = 143 if signame == "SIGTERM" else 130
-        saved = f"a checkpoint was written to {where}" if where else "no checkpoint directory is configured"
+        if before is not None:
+            what = f"stopped by {signame} before stage {before}; every completed stage is saved"
+        else:
+            saved = f"a checkpoint was written to {where}" if where else "no checkpoint directory is configured"
+            what = f"stopped by {signame} after step {step}; {saved}"
         super().__init__(
-            f"stopped by {signame} after step {step}; {saved}",
+            what,
             fix="continue with the same command plus --resume",
         )
 
@@ -37,6 +41,7 @@ class StopSignals:
         self.requested = False
         self.name = ""
         self._old: dict[int, Any] = {}
+        self._depth = 0
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
@@ -47,12 +52,21 @@ class StopSignals:
         self.name = signal.Signals(signum).name
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
+        self._depth += 1
+        if self._depth == 1 and threading.current_thread() is threading.main_thread():
+            self.requested, self.name = False, ""
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._old[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._depth -= 1
+        if self._depth > 0:
+            return
         for sig, old in self._old.items():
             signal.signal(sig, old)
         self._old.clear()
+
+
+# One per process: the runner holds it for the whole run, the trainer nests inside it.
+STOP_SIGNALS = StopSignals()

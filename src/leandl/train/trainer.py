@@ -27,7 +27,7 @@ from leandl.train.optim import build_optimizer
 from leandl.train.progress import TrainProgress
 from leandl.train.resume import has_resume, load_resume, rng_state, save_resume, set_rng_state
 from leandl.train.schedule import Schedule
-from leandl.train.signals import StopSignals, TrainingInterrupted
+from leandl.train.signals import STOP_SIGNALS, TrainingInterrupted
 from leandl.train.state import State
 from leandl.train.technique import Engine, Technique
 
@@ -81,7 +81,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._best: dict[str, Any] = {"accuracy": -math.inf, "epoch": -1, "weights": None}
         self._nan_skips = 0
-        self._signals = StopSignals()
+        self._signals = STOP_SIGNALS
 
     # ---------------------------------------------------------------- loaders and eval
     def _loader(self, dataset: Any, train: bool, epoch: int) -> Any:

@@ -7,12 +7,6 @@ required. Get one by name with :func:`get_criterion`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from leandl.prune.criteria._base import Criterion, get_criterion
 
 __all__ = ["Criterion", "get_criterion"]
-
-
-def __getattr__(name: str) -> Any:  # pragma: no cover - convenience only
-    raise AttributeError(name)

@@ -1,0 +1,59 @@
+"""The ``prune`` recipe stage and the ``leandl prune`` command."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from leandl.checkpoint import load, save
+from leandl.models import create_model
+from leandl.recipes.stages.prune import PruneOptions, PruneStage
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscription on a shared 2-core machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _ctx(model, artifacts=None):
+    x = torch.randn(1, 3, 8, 8)
+    return SimpleNamespace(model=model, artifacts=artifacts or {}, device=torch.device("cpu"),
+                           example_input=lambda n=1: x.expand(n, -1, -1, -1))
+
+
+def test_stage_prunes_to_macs_target() -> None:
+    model = create_model("resnet20", input_shape=(3, 8, 8), width=16)
+    stage = PruneStage(PruneOptions(criterion="l1", target={"macs": 0.5}, round_to=None))
+    res = stage.run(_ctx(model))
+    assert res.metrics["macs_after"] / res.metrics["macs_before"] == pytest.approx(0.5, abs=0.03)
+    assert res.metrics["prune_source"] == "l1"
+
+
+def test_stage_uses_a_prune_keep_artifact() -> None:
+    model = create_model("resnet20", input_shape=(3, 8, 8), width=16)
+    keep = {"layer1.0.conv1": [0, 1, 2, 3]}
+    res = PruneStage(PruneOptions()).run(_ctx(model, {"prune_keep": keep}))
+    assert model.layer1[0].conv1.out_channels == 4
+    assert res.metrics["prune_source"] == "prune_keep artifact"
+
+
+def test_cli_prune_saves_a_reloadable_checkpoint(tmp_path) -> None:
+    from leandl.cli import build_app
+
+    src = tmp_path / "dense"
+    save(create_model("resnet20", input_shape=(3, 8, 8), width=16), src)
+    out = tmp_path / "pruned"
+    result = CliRunner().invoke(build_app(), [
+        "prune", str(src), "--criterion", "l1", "--target", "macs=0.5", "--out", str(out),
+        "--input-shape", "1,3,8,8", "--batch-size", "8", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "MACs" in result.output and "latency" in result.output
+    model = load(out)
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
