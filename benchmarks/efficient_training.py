@@ -13,7 +13,7 @@ seed, so slow phases of a noisy machine hit all of them. Reported:
 - MACs saved (SMD: forward + backward of skipped batches) and SLU backward MACs saved, also as a
   fraction of the baseline backward MACs (2 x forward MACs per trained sample).
 
-    python benchmarks/efficient_training.py --seeds 3 --epochs 10
+    python benchmarks/efficient_training.py --seeds 3 --epochs 8 --threads 1
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def run_one(method: str, seed: int, epochs: int, model_name: str, batch: int) ->
 
 def main() -> None:
     p = base_parser("efficient_training", __doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--model", default="digits_cnn")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

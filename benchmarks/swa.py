@@ -13,7 +13,7 @@ Reported: test accuracy mean +- std over seeds for each, the per-seed difference
 accuracy of the SWA run's last SGD iterate (the weights before the swap, on the validation
 split, from the trainer's history). Acceptance (issue 5): SWA mean test accuracy >= SGD mean.
 
-    python benchmarks/swa.py --seeds 3 --epochs 30
+    python benchmarks/swa.py --seeds 3 --epochs 20 --threads 1
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def run_one(method: str, seed: int, epochs: int, start: float, swa_lr: float) ->
 
 def main() -> None:
     p = base_parser("swa", __doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--start", type=float, default=0.75)
     p.add_argument("--swa-lr", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

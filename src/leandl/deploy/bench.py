@@ -18,6 +18,7 @@ sequential; for ratios on a noisy machine use :func:`leandl.measure.compare_late
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,7 +106,7 @@ def bench_backends(
     Returns:
         Rows with the keys of :data:`ROW_KEYS`.
     """
-    model = model.cpu().eval()
+    model = copy.deepcopy(model).cpu().eval()
     with torch.inference_mode():
         reference = model(*as_args(check_inputs))
     rows: list[dict[str, Any]] = []
