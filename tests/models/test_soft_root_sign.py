@@ -56,3 +56,17 @@ def test_two_batch_training(blobs):
     cfg = TrainConfig(epochs=1, batch_size=32, progress=False, checkpoint_every=0)
     res = Trainer(model, cfg, train_data=train, val_data=val, num_classes=3).fit()
     assert res.history[0]["samples_trained"] == 64 and float(model[1].alpha.detach()) != alpha0
+
+
+def test_models_take_srs_activation():
+    import torch as _t
+
+    from leandl.models import create_model
+    from leandl.models.blocks import SoftRootSign as _SRS
+
+    for name, shape in (("digits_cnn", [1, 8, 8]), ("mlp", [1, 8, 8])):
+        m = create_model(name, num_classes=10, input_shape=shape, activation="srs")
+        assert any(isinstance(x, _SRS) for x in m.modules()), name
+        out = m(_t.randn(2, *shape))
+        out.sum().backward()
+        assert out.shape == (2, 10)

@@ -100,12 +100,26 @@ def check_input_shape(
     return shape
 
 
-def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Sequential:
-    """Conv2d (no bias, 'same' padding for odd kernels) -> BatchNorm2d -> ReLU."""
+ACTIVATIONS = ("relu", "srs")
+
+
+def make_activation(name: str) -> nn.Module:
+    """``relu`` or ``srs`` (Soft-Root-Sign with trainable alpha and beta, arXiv 2003.00547)."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "srs":
+        from leandl.models.blocks import SoftRootSign
+
+        return SoftRootSign()
+    raise ModelError(f"unknown activation '{name}'", fix=f"use one of {', '.join(ACTIVATIONS)}")
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int = 3, stride: int = 1, activation: str = "relu") -> nn.Sequential:
+    """Conv2d (no bias, 'same' padding for odd kernels) -> BatchNorm2d -> activation (ReLU)."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False),
         nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
+        make_activation(activation),
     )
 
 

@@ -337,7 +337,11 @@ class Trainer:
     def _finish(self, seconds: float) -> FitResult:
         st = self.state
         if self.cfg.restore_best and self._best.get("weights") is not None:
-            st.model.load_state_dict(self._best["weights"])
+            shapes = {k: v.shape for k, v in st.model.state_dict().items()}
+            if shapes == {k: v.shape for k, v in self._best["weights"].items()}:
+                st.model.load_state_dict(self._best["weights"])
+            else:  # a technique changed the structure at fit_end (physical pruning)
+                self.logger.log({"event": "restore_best_skipped", "reason": "model structure changed at fit_end"})
         final = {f"val_{k}": v for k, v in self._evaluate().items()}
         metrics: dict[str, Any] = {**final, "train_seconds": seconds, "epochs_run": len(self.history),
                                    "best_val_accuracy": self._best["accuracy"] if self._best["epoch"] >= 0 else None,

@@ -36,7 +36,9 @@ def run_training(ctx: RunContext, options: TrainOptions, description: str = "tra
         resume=ctx.resume, rank=ctx.rank, world_size=ctx.world_size, description=description,
     )
     result = trainer.fit()
-    return StageResult(model=result.model, metrics=result.metrics)
+    keep = result.metrics.pop("early_bird_keep", None)  # an early-bird ticket for the next prune stage
+    artifacts = {"prune_keep": keep} if keep else {}
+    return StageResult(model=result.model, metrics=result.metrics, artifacts=artifacts)
 
 
 @STAGES.register("train")

@@ -1,0 +1,124 @@
+"""Pareto plots: test accuracy against each measured cost, every stage a labelled point.
+
+A point ``(c_i, a_i)`` is on the Pareto front when no other point is at least as cheap and at
+least as accurate with one of the two strictly better:
+``not exists j: c_j <= c_i and a_j >= a_i and (c_j < c_i or a_j > a_i)``.
+The front is drawn as a step line (the best accuracy reachable at a given cost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from leandl.report.figure import Plot, new_figure, style_for, to_png
+from leandl.report.load import StagePoint
+from leandl.report.tables import batch_sizes
+
+__all__ = ["pareto_front", "pareto_plots"]
+
+_OFFSETS = ((7, 7, "left"), (7, -13, "left"), (-7, 7, "right"), (-7, -13, "right"))
+
+
+def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:
+    """Indices of the non-dominated points (lower cost, higher accuracy), sorted by cost.
+
+    Example:
+        >>> pareto_front([1, 2, 3, 2], [0.5, 0.7, 0.6, 0.4])
+        [0, 1]
+    """
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], -accuracies[i]))
+    front: list[int] = []
+    best = float("-inf")
+    for i in order:
+        if accuracies[i] > best:
+            front.append(i)
+            best = accuracies[i]
+    return front
+
+
+def _axis(ax: object, stages: Sequence[StagePoint], costs: Sequence[float | None], xlabel: str,
+          title: str) -> bool:
+    """Scatter the stages with a cost, draw the front; False when nothing could be drawn."""
+    pts = [(s, c, 100 * a) for s, c in zip(stages, costs, strict=True)
+           if c is not None and (a := s.number("accuracy")) is not None]
+    if not pts:
+        return False
+    styles = style_for([s.label for s in stages])
+    xs, ys = [c for _, c, _ in pts], [a for _, _, a in pts]
+    for rank, idx in enumerate(sorted(range(len(pts)), key=lambda i: (xs[i], ys[i]))):
+        s, c, a = pts[idx]
+        st = styles[s.label]
+        ax.scatter([c], [a], s=70, color=st["color"], marker=st["marker"], edgecolor="black",
+                   linewidth=0.6, zorder=3, label=s.label)
+        dx, dy, ha = _OFFSETS[rank % len(_OFFSETS)]
+        ax.annotate(s.label, (c, a), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8.5,
+                    color="#222222", zorder=4)
+    front = pareto_front(xs, ys)
+    if len(front) > 1:
+        fx, fy = [xs[i] for i in front], [ys[i] for i in front]
+        ax.step(fx, fy, where="post", color="#d62728", linewidth=1.4, alpha=0.7, zorder=2,
+                label="Pareto front")
+    positive = [x for x in xs if x > 0]
+    if positive and len(positive) == len(xs) and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+    _pad(ax, xs, ys)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend(loc="best", framealpha=0.85)
+    return True
+
+
+def _pad(ax: object, xs: Sequence[float], ys: Sequence[float]) -> None:
+    """Room around the points so labels stay inside the axes."""
+    lo, hi = min(ys), max(ys)
+    span = max(hi - lo, 1.0)
+    ax.set_ylim(lo - 0.25 * span, hi + 0.25 * span)
+    if ax.get_xscale() == "log":
+        ax.set_xlim(min(xs) / 1.8, max(xs) * 1.8)
+    else:
+        xlo, xhi = min(xs), max(xs)
+        xspan = (xhi - xlo) or abs(xhi) or 1.0
+        ax.set_xlim(xlo - 0.3 * xspan, xhi + 0.3 * xspan)
+
+
+def _single(name: str, title: str, stages: Sequence[StagePoint], costs: list[float | None],
+            xlabel: str) -> Plot | None:
+    fig, (ax,) = new_figure()
+    if not _axis(ax, stages, costs, xlabel, title):
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        return None
+    return Plot(name, title, to_png(fig))
+
+
+def pareto_plots(stages: Sequence[StagePoint]) -> list[Plot]:
+    """Accuracy vs MACs, vs latency (one panel per batch size), vs weights size, vs energy."""
+    plots = [
+        _single("pareto-macs", "Accuracy vs MACs", stages, [s.number("macs") for s in stages],
+                "MACs per sample (forward, batch 1)"),
+    ]
+    sizes = batch_sizes(stages)
+    if sizes:
+        fig, axes = new_figure(ncols=len(sizes))
+        drawn = False
+        for ax, b in zip(axes, sizes, strict=True):
+            threads = sorted({str(s.metrics.get("threads")) for s in stages if s.latency(b) is not None})
+            drawn |= _axis(ax, stages, [s.latency(b) for s in stages],
+                           f"latency (ms per batch of {b}, median; threads {'/'.join(threads)})",
+                           f"Accuracy vs latency, batch {b}")
+        if drawn:
+            plots.append(Plot("pareto-latency", "Accuracy vs latency", to_png(fig)))
+        else:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+    plots.append(_single("pareto-size", "Accuracy vs weights size", stages,
+                         [None if (v := s.number("size_bytes")) is None else v / 1024 for s in stages],
+                         "weights size (KiB, safetensors)"))
+    sources = sorted({str(s.metrics.get("energy_source")) for s in stages if s.number("energy_j") is not None})
+    plots.append(_single("pareto-energy", "Accuracy vs energy", stages,
+                         [None if (v := s.number("energy_j")) is None else v * 1e6 for s in stages],
+                         f"energy (µJ per sample; {', '.join(sources) or 'no source'})"))
+    return [p for p in plots if p is not None]
