@@ -50,10 +50,10 @@ def make_run(root: Path, name: str = "run", acc_shift: float = 0.0) -> Path:
     for i, (kind, _, m) in enumerate(stages):
         if kind not in ("train", "exits"):
             continue
-        for e in range(1, 5):
+        for e in range(4):
             lines.append({"event": "epoch", "stage": f"{i:02d}-{kind}", "epoch": e, "step": 10 * e,
-                          "train_loss": 1.5 / e, "train_accuracy": 0.5 + 0.1 * e, "val_loss": 1.6 / e,
-                          "val_accuracy": 0.45 + 0.1 * e, "epoch_seconds": 1.0})
+                          "train_loss": (1.5 - 0.2 * i) / (e + 1), "train_accuracy": 0.5 + 0.1 * e - 0.03 * i,
+                          "val_loss": (1.6 - 0.2 * i) / (e + 1), "val_accuracy": 0.45 + 0.1 * e - 0.03 * i, "epoch_seconds": 1.0})
     lines.append({"event": "run_end"})
     (out / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{truncated")
     return out

@@ -12,6 +12,16 @@ outputs and cumulative exit costs ``C_k``,
 budget, so the average MACs meet the budget on the calibration split. Cost is a batch average:
 easy samples subsidise hard ones; there is no per-sample bound (see :mod:`leandl.dynamic.halt`).
 
+``method="max_accuracy"`` then searches the thresholds directly for the highest validation
+accuracy whose cost stays within the budget: it starts from the better of the geometric policy
+and a single threshold shared by every exit (bisected on its cost), then runs coordinate ascent,
+each sweep trying for each ``T_k`` the ``candidates`` quantiles of the confidences at exit k and
+keeping the feasible one with the highest accuracy (ties: the higher cost, closer to the budget).
+The geometric fractions tie the exits together with a single ``p``; when an early exit is weak
+but a middle one strong, free thresholds can send few samples to the weak one and many to the
+strong one. Its accuracy on the calibration split is never below the geometric policy's (it
+starts there), at the price of more freedom to overfit a small split.
+
 Anytime: the budget is unknown per sample; report each exit's accuracy at its cumulative cost.
 """
 
@@ -27,8 +37,11 @@ from torch import Tensor, nn
 from leandl.dynamic.policy import ExitPolicy, confidences, simulate
 from leandl.errors import ConfigError
 
-__all__ = ["collect_exit_outputs", "geometric_fractions", "thresholds_for_fractions",
-           "calibrate_budget", "accuracy_cost_curve", "anytime_accuracy"]
+__all__ = ["CALIBRATION_METHODS", "collect_exit_outputs", "geometric_fractions",
+           "thresholds_for_fractions", "search_thresholds", "calibrate_budget",
+           "accuracy_cost_curve", "anytime_accuracy"]
+
+CALIBRATION_METHODS = ("geometric", "max_accuracy")
 
 
 @torch.no_grad()
@@ -84,27 +97,9 @@ def _policy_at(log_p: float, conf: Tensor, correct: Tensor, costs: Sequence[int]
     return {"thresholds": ts, "p": math.exp(log_p), **simulate(conf, correct, ts, costs)}
 
 
-def calibrate_budget(logits: Sequence[Tensor], targets: Tensor, costs: Sequence[int],
-                     budget_macs: float, criterion: str = "max_prob",
-                     iterations: int = 60) -> ExitPolicy:
-    """Thresholds whose average MACs on (logits, targets) come closest to ``budget_macs`` from below.
-
-    Args:
-        logits: K tensors ``(N, C)`` of the calibration (validation) split.
-        targets: ``(N,)``.
-        costs: cumulative per-sample MACs per exit (:func:`leandl.dynamic.costs.exit_costs`).
-        budget_macs: average MACs per sample allowed.
-        criterion: ``"max_prob"`` or ``"entropy"``.
-        iterations: bisection steps on ``log p`` in [-12, 12].
-
-    Returns:
-        :class:`ExitPolicy`; ``info`` holds p, validation accuracy, expected MACs, fractions.
-
-    Raises:
-        ConfigError: the budget is below the cost of the first exit.
-    """
-    conf = confidences(logits, criterion)
-    correct = torch.stack([z.argmax(-1) == targets for z in logits])
+def _geometric_policy(conf: Tensor, correct: Tensor, costs: Sequence[int], budget_macs: float,
+                      iterations: int) -> dict[str, Any]:
+    """Bisect ``log p`` in [-12, 12] for the costliest geometric policy within the budget."""
     lo, hi = -12.0, 12.0
     best = _policy_at(lo, conf, correct, costs)
     if best["expected_macs"] > budget_macs:
@@ -113,18 +108,107 @@ def calibrate_budget(logits: Sequence[Tensor], targets: Tensor, costs: Sequence[
                           fix="raise the budget or attach an earlier exit")
     top = _policy_at(hi, conf, correct, costs)
     if top["expected_macs"] <= budget_macs:
-        best = top
-    else:
-        for _ in range(iterations):
-            mid = 0.5 * (lo + hi)
-            cand = _policy_at(mid, conf, correct, costs)
-            if cand["expected_macs"] <= budget_macs:
-                lo, best = mid, cand
-            else:
-                hi = mid
-    info = {k: best[k] for k in ("p", "accuracy", "expected_macs", "exit_fractions")}
-    return ExitPolicy(thresholds=best["thresholds"], criterion=criterion,
-                      info={"budget_macs": float(budget_macs), **{f"val_{k}": v for k, v in info.items()}})
+        return top
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        cand = _policy_at(mid, conf, correct, costs)
+        if cand["expected_macs"] <= budget_macs:
+            lo, best = mid, cand
+        else:
+            hi = mid
+    return best
+
+
+def _shared_policy(conf: Tensor, correct: Tensor, costs: Sequence[int], budget_macs: float,
+                   iterations: int) -> dict[str, Any] | None:
+    """One threshold ``T`` for every exit, bisected for the costliest policy within the budget."""
+    lo, hi = float(conf[:-1].min()), float(conf[:-1].max()) + 1.0  # hi: nobody exits early
+    best = None
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        res = simulate(conf, correct, [mid] * (conf.shape[0] - 1), costs)
+        if res["expected_macs"] <= budget_macs:
+            hi, best = mid, {"thresholds": [mid] * (conf.shape[0] - 1), **res}
+        else:
+            lo = mid
+    return best
+
+
+def _better(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Higher accuracy wins; equal accuracy: the higher cost (closer to the budget)."""
+    return (a["accuracy"], a["expected_macs"]) > (b["accuracy"], b["expected_macs"])
+
+
+def search_thresholds(conf: Tensor, correct: Tensor, costs: Sequence[int], budget_macs: float,
+                      start: dict[str, Any], candidates: int = 64, sweeps: int = 4) -> dict[str, Any]:
+    """Coordinate ascent on the thresholds for the best accuracy with expected MACs <= budget.
+
+    Args:
+        conf: ``(K, N)`` confidences; correct: ``(K, N)`` bool.
+        costs: cumulative MACs per exit; budget_macs: the average allowed.
+        start: a feasible policy (``thresholds``, ``accuracy``, ``expected_macs``).
+        candidates: quantiles of exit k's confidences tried for ``T_k`` (plus "nobody exits").
+        sweeps: passes over the K - 1 thresholds (stops early when a pass changes nothing).
+
+    Returns:
+        The best policy found: ``thresholds`` plus :func:`simulate`'s fields.
+    """
+    qs = torch.linspace(0.0, 1.0, candidates)
+    grids = [torch.quantile(conf[k].double(), qs.double()).tolist() + [math.inf]
+             for k in range(conf.shape[0] - 1)]
+    best = dict(start)
+    for _ in range(sweeps):
+        changed = False
+        for k, grid in enumerate(grids):
+            for t in grid:
+                ts = list(best["thresholds"])
+                ts[k] = t
+                cand = {"thresholds": ts, **simulate(conf, correct, ts, costs)}
+                if cand["expected_macs"] <= budget_macs and _better(cand, best):
+                    best, changed = cand, True
+        if not changed:
+            break
+    return best
+
+
+def calibrate_budget(logits: Sequence[Tensor], targets: Tensor, costs: Sequence[int],
+                     budget_macs: float, criterion: str = "max_prob",
+                     iterations: int = 60, method: str = "geometric") -> ExitPolicy:
+    """Thresholds whose average MACs on (logits, targets) stay within ``budget_macs``.
+
+    Args:
+        logits: K tensors ``(N, C)`` of the calibration (validation) split.
+        targets: ``(N,)``.
+        costs: cumulative per-sample MACs per exit (:func:`leandl.dynamic.costs.exit_costs`).
+        budget_macs: average MACs per sample allowed.
+        criterion: ``"max_prob"`` or ``"entropy"``.
+        iterations: bisection steps (on ``log p`` in [-12, 12], or on the shared threshold).
+        method: ``"geometric"`` (MSDNet: the costliest geometric policy within the budget) or
+            ``"max_accuracy"`` (the most accurate thresholds within the budget, see the module).
+
+    Returns:
+        :class:`ExitPolicy`; ``info`` holds the method, p (geometric start), validation
+        accuracy, expected MACs and exit fractions.
+
+    Raises:
+        ConfigError: the budget is below the cost of the first exit, or an unknown method.
+    """
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"unknown calibration method {method!r}", where="calibration",
+                          fix=f"use one of {', '.join(CALIBRATION_METHODS)}")
+    conf = confidences(logits, criterion)
+    correct = torch.stack([z.argmax(-1) == targets for z in logits])
+    best = _geometric_policy(conf, correct, costs, budget_macs, iterations)
+    p = best["p"]
+    if method == "max_accuracy":
+        shared = _shared_policy(conf, correct, costs, budget_macs, iterations)
+        if shared is not None and _better(shared, best):
+            best = shared
+        best = search_thresholds(conf, correct, costs, budget_macs, best)
+    info = {"p": p, **{k: best[k] for k in ("accuracy", "expected_macs", "exit_fractions")}}
+    return ExitPolicy(thresholds=[float(t) for t in best["thresholds"]], criterion=criterion,
+                      info={"budget_macs": float(budget_macs), "method": method,
+                            **{f"val_{k}": v for k, v in info.items()}})
 
 
 def accuracy_cost_curve(logits: Sequence[Tensor], targets: Tensor, costs: Sequence[int],

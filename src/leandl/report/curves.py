@@ -12,12 +12,20 @@ __all__ = ["training_plot", "exits_plot"]
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str, scale: float = 1.0) -> tuple[list[int], list[float]]:
-    pts = [(int(r["epoch"]), scale * float(r[key])) for r in rows if isinstance(r.get(key), (int, float))]
+    # metrics.jsonl counts epochs from 0; the plot shows epochs completed (1 = after the first).
+    pts = [(int(r["epoch"]) + 1, scale * float(r[key])) for r in rows if isinstance(r.get(key), (int, float))]
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def training_plot(epochs: Mapping[str, Sequence[Mapping[str, Any]]]) -> Plot | None:
-    """Two panels, accuracy (%) and loss vs epoch within each stage; train solid, validation dashed."""
+def training_plot(epochs: Mapping[str, Sequence[Mapping[str, Any]]],
+                  names: Mapping[str, str] | None = None) -> Plot | None:
+    """Two panels, accuracy (%) and loss vs epoch within each stage; train solid, validation dashed.
+
+    Args:
+        epochs: epoch records per stage key (``NN-kind``, as in ``metrics.jsonl``).
+        names: display name per stage key (default: the key).
+    """
+    names = names or {}
     stages = [s for s, rows in epochs.items() if rows]
     if not stages:
         return None
@@ -30,9 +38,9 @@ def training_plot(epochs: Mapping[str, Sequence[Mapping[str, Any]]]) -> Plot | N
                 xs, ys = _series(epochs[stage], f"{split}_{key}", scale)
                 if xs:
                     ax.plot(xs, ys, ls, color=color, marker="o" if len(xs) < 15 else None, markersize=3.5,
-                            linewidth=1.6, label=f"{stage} {split}")
-    acc_ax.set(xlabel="epoch (within stage)", ylabel="accuracy (%)", title="Accuracy per epoch")
-    loss_ax.set(xlabel="epoch (within stage)", ylabel="loss", title="Loss per epoch")
+                            linewidth=1.6, label=f"{names.get(stage, stage)} {split}")
+    acc_ax.set(xlabel="epochs completed (within stage)", ylabel="accuracy (%)", title="Accuracy per epoch")
+    loss_ax.set(xlabel="epochs completed (within stage)", ylabel="loss", title="Loss per epoch")
     if any(v > 0 for line in loss_ax.get_lines() for v in line.get_ydata()):
         ys = [v for line in loss_ax.get_lines() for v in line.get_ydata()]
         if min(ys) > 0 and max(ys) / min(ys) > 30:
@@ -69,8 +77,8 @@ def _exits_axis(ax: Any, stage: StagePoint, color: Any, prefix: str) -> None:
                         xytext=(6, 6), textcoords="offset points", fontsize=8.5, fontweight="bold")
     if isinstance(m.get("backbone_macs"), (int, float)):
         ax.axvline(m["backbone_macs"], color="grey", linestyle="--", linewidth=1)
-        ax.annotate("plain backbone", (m["backbone_macs"], 0.02), xycoords=("data", "axes fraction"),
-                    rotation=90, ha="right", va="bottom", fontsize=8, color="grey")
+        ax.annotate("plain backbone", (m["backbone_macs"], 0.98), xycoords=("data", "axes fraction"),
+                    rotation=90, ha="right", va="top", fontsize=8, color="grey")
 
 
 def exits_plot(stages: Sequence[StagePoint]) -> Plot | None:
@@ -79,12 +87,15 @@ def exits_plot(stages: Sequence[StagePoint]) -> Plot | None:
                                                           or s.metrics.get("anytime"))]
     if not exits:
         return None
-    styles = style_for([s.label for s in exits])
+    styles = style_for([s.display for s in exits])
     fig, (ax,) = new_figure(width=7.2, height=4.8)
     for s in exits:
-        _exits_axis(ax, s, styles[s.label]["color"], f"{s.label}: " if len(exits) > 1 else "")
+        _exits_axis(ax, s, styles[s.display]["color"], f"{s.display}: " if len(exits) > 1 else "")
     ax.set(xlabel="expected MACs per sample", ylabel="test accuracy (%)",
-           title="Early exits: accuracy vs compute budget" + ("" if len(exits) > 1 else f" ({exits[0].label})"))
+           title="Early exits: accuracy vs compute budget" + ("" if len(exits) > 1 else f" ({exits[0].display})"))
+    from matplotlib.ticker import EngFormatter
+
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.legend(loc="lower right", framealpha=0.9)
     return Plot("exits", "Early exits: accuracy vs budget", to_png(fig),
                 caption="Stars: thresholds calibrated on validation to a MACs budget (× the plain backbone), "

@@ -75,7 +75,8 @@ def build_report(runs: Sequence[RunData], title: str) -> Report:
     if bench is not None:
         tables.append(bench)
     plots = pareto_plots(stages)
-    for extra in (training_plot(epochs), exits_plot(stages)):
+    names = {s.label: s.display for s in stages}
+    for extra in (training_plot(epochs, names), exits_plot(stages)):
         if extra is not None:
             plots.append(extra)
     units: dict[str, str] = {}

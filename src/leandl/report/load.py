@@ -38,6 +38,11 @@ class StagePoint:
     name: str
     metrics: dict[str, Any]
 
+    @property
+    def display(self) -> str:
+        """The label, with the stage's own name when it differs from its kind (``03-train (finetune)``)."""
+        return self.label if self.name == self.kind else f"{self.label} ({self.name})"
+
     def number(self, key: str) -> float | None:
         """``metrics[key]`` as a float, or None when absent or not a finite number."""
         value = self.metrics.get(key)

@@ -9,12 +9,17 @@ The front is drawn as a step line (the best accuracy reachable at a given cost).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from leandl.report.figure import Plot, new_figure, style_for, to_png
 from leandl.report.load import StagePoint
 from leandl.report.tables import batch_sizes
 
-__all__ = ["pareto_front", "pareto_plots"]
+__all__ = ["pareto_front", "pareto_plots", "PASSIVE_KINDS"]
+
+# Stages that hand on the model they received unchanged: their point would duplicate the
+# previous stage's (with fresh timing noise), so they stay in the tables but not on the plots.
+PASSIVE_KINDS = frozenset({"bench", "export"})
 
 _OFFSETS = ((7, 7, "left"), (7, -13, "left"), (-7, 7, "right"), (-7, -13, "right"))
 
@@ -36,22 +41,22 @@ def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[in
     return front
 
 
-def _axis(ax: object, stages: Sequence[StagePoint], costs: Sequence[float | None], xlabel: str,
-          title: str) -> bool:
+def _axis(ax: Any, stages: Sequence[StagePoint], costs: Sequence[float | None], xlabel: str,
+          title: str, eng: bool = False) -> bool:
     """Scatter the stages with a cost, draw the front; False when nothing could be drawn."""
     pts = [(s, c, 100 * a) for s, c in zip(stages, costs, strict=True)
            if c is not None and (a := s.number("accuracy")) is not None]
     if not pts:
         return False
-    styles = style_for([s.label for s in stages])
+    styles = style_for([s.display for s in stages])
     xs, ys = [c for _, c, _ in pts], [a for _, _, a in pts]
-    for rank, idx in enumerate(sorted(range(len(pts)), key=lambda i: (xs[i], ys[i]))):
-        s, c, a = pts[idx]
-        st = styles[s.label]
+    ranks = {idx: r for r, idx in enumerate(sorted(range(len(pts)), key=lambda i: (xs[i], ys[i])))}
+    for idx, (s, c, a) in enumerate(pts):
+        st = styles[s.display]
         ax.scatter([c], [a], s=70, color=st["color"], marker=st["marker"], edgecolor="black",
-                   linewidth=0.6, zorder=3, label=s.label)
-        dx, dy, ha = _OFFSETS[rank % len(_OFFSETS)]
-        ax.annotate(s.label, (c, a), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8.5,
+                   linewidth=0.6, zorder=3, label=s.display)
+        dx, dy, ha = _OFFSETS[ranks[idx] % len(_OFFSETS)]
+        ax.annotate(s.display, (c, a), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8.5,
                     color="#222222", zorder=4)
     front = pareto_front(xs, ys)
     if len(front) > 1:
@@ -62,6 +67,10 @@ def _axis(ax: object, stages: Sequence[StagePoint], costs: Sequence[float | None
     if positive and len(positive) == len(xs) and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
     _pad(ax, xs, ys)
+    if eng:
+        from matplotlib.ticker import EngFormatter
+
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
@@ -69,7 +78,7 @@ def _axis(ax: object, stages: Sequence[StagePoint], costs: Sequence[float | None
     return True
 
 
-def _pad(ax: object, xs: Sequence[float], ys: Sequence[float]) -> None:
+def _pad(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
     """Room around the points so labels stay inside the axes."""
     lo, hi = min(ys), max(ys)
     span = max(hi - lo, 1.0)
@@ -83,9 +92,9 @@ def _pad(ax: object, xs: Sequence[float], ys: Sequence[float]) -> None:
 
 
 def _single(name: str, title: str, stages: Sequence[StagePoint], costs: list[float | None],
-            xlabel: str) -> Plot | None:
+            xlabel: str, eng: bool = False) -> Plot | None:
     fig, (ax,) = new_figure()
-    if not _axis(ax, stages, costs, xlabel, title):
+    if not _axis(ax, stages, costs, xlabel, title, eng):
         import matplotlib.pyplot as plt
 
         plt.close(fig)
@@ -94,10 +103,14 @@ def _single(name: str, title: str, stages: Sequence[StagePoint], costs: list[flo
 
 
 def pareto_plots(stages: Sequence[StagePoint]) -> list[Plot]:
-    """Accuracy vs MACs, vs latency (one panel per batch size), vs weights size, vs energy."""
+    """Accuracy vs MACs, vs latency (one panel per batch size), vs weights size, vs energy.
+
+    Stages of a kind in :data:`PASSIVE_KINDS` are left out (their model is the previous stage's).
+    """
+    stages = [s for s in stages if s.kind not in PASSIVE_KINDS]
     plots = [
         _single("pareto-macs", "Accuracy vs MACs", stages, [s.number("macs") for s in stages],
-                "MACs per sample (forward, batch 1)"),
+                "MACs per sample (forward, batch 1)", eng=True),
     ]
     sizes = batch_sizes(stages)
     if sizes:
