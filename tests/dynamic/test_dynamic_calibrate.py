@@ -115,3 +115,36 @@ def test_resource_halt_respects_budget() -> None:
         torch.testing.assert_close(res.logits, model(x)[1], rtol=1e-4, atol=1e-5)
     full = predict_within_budget(model, x, 16 * costs[-1], costs)
     assert int(full.exit_index.min()) == 3
+
+
+def test_max_accuracy_search_within_budget_and_not_worse() -> None:
+    logits, y = _fake_outputs()
+    # exit 0 is weak and exit 1 strong: free thresholds should skip most of exit 0
+    logits[1] = logits[3] + 0.1 * torch.randn_like(logits[3])
+    costs = [100, 400, 700, 1000]
+    geo = calibrate_budget(logits, y, costs, 500)
+    acc = calibrate_budget(logits, y, costs, 500, method="max_accuracy")
+    assert acc.info["method"] == "max_accuracy"
+    assert acc.info["val_expected_macs"] <= 500
+    assert acc.info["val_accuracy"] >= geo.info["val_accuracy"] + 0.02
+    res = simulate(confidences(logits), torch.stack([z.argmax(-1) == y for z in logits]),
+                   acc.thresholds, costs)
+    assert res["accuracy"] == pytest.approx(acc.info["val_accuracy"])
+
+
+def test_search_thresholds_picks_the_hand_computed_optimum() -> None:
+    from leandl.dynamic.calibrate import search_thresholds
+
+    # 2 exits, 4 samples; exit 0 right on samples 0, 1 (confident) and wrong on 2, 3.
+    conf = torch.tensor([[0.9, 0.8, 0.7, 0.1], [1.0, 1.0, 1.0, 1.0]])
+    correct = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    start = {"thresholds": [0.0], **simulate(conf, correct, [0.0], [1, 3])}  # all exit at 0
+    best = search_thresholds(conf, correct, [1, 3], 2.0, start)  # budget: half may go on
+    assert best["accuracy"] == 1.0 and best["expected_macs"] == 2.0
+    assert 0.7 < best["thresholds"][0] <= 0.8
+
+
+def test_unknown_calibration_method() -> None:
+    logits, y = _fake_outputs()
+    with pytest.raises(ConfigError, match="calibration"):
+        calibrate_budget(logits, y, [100, 400, 700, 1000], 500, method="magic")

@@ -63,3 +63,9 @@ def make_run(root: Path, name: str = "run", acc_shift: float = 0.0) -> Path:
 def fake_run(tmp_path: Path) -> Path:
     """A synthetic finished run directory."""
     return make_run(tmp_path)
+
+
+@pytest.fixture
+def run_factory() -> Any:
+    """``make_run(root, name, acc_shift)``: write further synthetic runs."""
+    return make_run

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,10 +37,8 @@ def test_write_report_files_tables_and_inlined_plots(fake_run: Path) -> None:
     assert (fake_run / "report_files" / "pareto-macs.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_compare_labels_every_stage_run_slash_stage(tmp_path: Path) -> None:
-    from conftest import make_run
-
-    a, b = make_run(tmp_path, "base"), make_run(tmp_path / "other", "base", acc_shift=-0.1)
+def test_compare_labels_every_stage_run_slash_stage(tmp_path: Path, run_factory: Any) -> None:
+    a, b = run_factory(tmp_path, "base"), run_factory(tmp_path / "other", "base", acc_shift=-0.1)
     files = compare_runs([a, b], tmp_path / "cmp")
     md = files["md"].read_text()
     for label in ("| base/00-train |", "| base-2/00-train |", "| base-2/02-train | train (finetune) | 84.00 % |"):

@@ -15,8 +15,9 @@ easy samples subsidise hard ones; there is no per-sample bound (see :mod:`leandl
 ``method="max_accuracy"`` then searches the thresholds directly for the highest validation
 accuracy whose cost stays within the budget: it starts from the better of the geometric policy
 and a single threshold shared by every exit (bisected on its cost), then runs coordinate ascent,
-each sweep trying for each ``T_k`` the ``candidates`` quantiles of the confidences at exit k and
-keeping the feasible one with the highest accuracy (ties: the higher cost, closer to the budget).
+each sweep trying for each ``T_k`` the ``candidates`` quantiles of the confidences at exit k (alone,
+and with another ``T_j`` re-fitted by binary search to spend the budget left) and keeping the
+feasible one with the highest accuracy (ties: the higher cost, closer to the budget).
 The geometric fractions tie the exits together with a single ``p``; when an early exit is weak
 but a middle one strong, free thresholds can send few samples to the weak one and many to the
 strong one. Its accuracy on the calibration split is never below the geometric policy's (it
@@ -139,9 +140,33 @@ def _better(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return (a["accuracy"], a["expected_macs"]) > (b["accuracy"], b["expected_macs"])
 
 
+def _refill(conf: Tensor, correct: Tensor, costs: Sequence[int], budget_macs: float,
+            ts: list[float], j: int, grid: list[float]) -> dict[str, Any] | None:
+    """Set ``T_j`` to the largest value of the ascending ``grid`` that keeps the cost in budget.
+
+    Lowering a threshold only moves samples to earlier exits, so the cost is non-increasing
+    as ``T_j`` falls and a binary search finds the boundary.
+    """
+    lo, hi, found = 0, len(grid) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        cand = list(ts)
+        cand[j] = grid[mid]
+        res = simulate(conf, correct, cand, costs)
+        if res["expected_macs"] <= budget_macs:
+            found, lo = {"thresholds": cand, **res}, mid + 1
+        else:
+            hi = mid - 1
+    return found
+
+
 def search_thresholds(conf: Tensor, correct: Tensor, costs: Sequence[int], budget_macs: float,
-                      start: dict[str, Any], candidates: int = 64, sweeps: int = 4) -> dict[str, Any]:
+                      start: dict[str, Any], candidates: int = 48, sweeps: int = 3) -> dict[str, Any]:
     """Coordinate ascent on the thresholds for the best accuracy with expected MACs <= budget.
+
+    Each move sets one ``T_k`` to a candidate value; at a saturated budget that alone cannot
+    trade cost between exits, so each move is also tried with another ``T_j`` re-fitted to
+    spend what is left of the budget (:func:`_refill`).
 
     Args:
         conf: ``(K, N)`` confidences; correct: ``(K, N)`` bool.
@@ -153,8 +178,8 @@ def search_thresholds(conf: Tensor, correct: Tensor, costs: Sequence[int], budge
     Returns:
         The best policy found: ``thresholds`` plus :func:`simulate`'s fields.
     """
-    qs = torch.linspace(0.0, 1.0, candidates)
-    grids = [torch.quantile(conf[k].double(), qs.double()).tolist() + [math.inf]
+    qs = torch.linspace(0.0, 1.0, candidates, dtype=torch.float64)
+    grids = [sorted(set(torch.quantile(conf[k].double(), qs).tolist())) + [math.inf]
              for k in range(conf.shape[0] - 1)]
     best = dict(start)
     for _ in range(sweeps):
@@ -163,9 +188,12 @@ def search_thresholds(conf: Tensor, correct: Tensor, costs: Sequence[int], budge
             for t in grid:
                 ts = list(best["thresholds"])
                 ts[k] = t
-                cand = {"thresholds": ts, **simulate(conf, correct, ts, costs)}
-                if cand["expected_macs"] <= budget_macs and _better(cand, best):
-                    best, changed = cand, True
+                cands = [{"thresholds": ts, **simulate(conf, correct, ts, costs)}]
+                cands += [_refill(conf, correct, costs, budget_macs, ts, j, grids[j])
+                          for j in range(len(grids)) if j != k]
+                for cand in cands:
+                    if cand is not None and cand["expected_macs"] <= budget_macs and _better(cand, best):
+                        best, changed = cand, True
         if not changed:
             break
     return best

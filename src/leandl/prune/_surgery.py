@@ -73,6 +73,11 @@ def apply_keep(model: nn.Module, groups: list[ChannelGroup], keep: dict[str, lis
             mod._buffers[p] = new
     for m, old in old_shapes.items():
         _update_attrs(model.get_submodule(m) if m else model, old, m)
+    for parent in {m.rpartition(".")[0] for m in old_shapes if m}:
+        mod = model.get_submodule(parent)
+        if hasattr(mod, "num_attention_heads") and hasattr(mod, "query"):  # BERT-style heads
+            mod.num_attention_heads = mod.query.out_features // mod.attention_head_size
+            mod.all_head_size = mod.query.out_features
 
 
 def _shape_attrs(mod: nn.Module) -> dict[str, Any]:
@@ -97,6 +102,3 @@ def _update_attrs(mod: nn.Module, old: dict[str, Any], name: str) -> None:
         mod.num_features = ref.shape[0]
     elif isinstance(mod, nn.LayerNorm):
         mod.normalized_shape = (mod.weight.shape[0],)
-    if hasattr(mod, "num_attention_heads") and hasattr(mod, "query"):  # BERT-style attention
-        mod.num_attention_heads = mod.query.out_features // mod.attention_head_size
-        mod.all_head_size = mod.query.out_features

@@ -5,7 +5,9 @@
    "IC-only"); otherwise exits and backbone train jointly with the stage's techniques
    (``gradient_equilibrium``, ``one_for_all_kd``, ``inline_collaboration``, ``exit_loss_weights``).
 2. On the validation split: per-exit cumulative MACs, anytime accuracy, and thresholds that
-   meet each budget (fractions of the plain backbone's MACs) as an average per sample.
+   meet each budget (fractions of the plain backbone's MACs) as an average per sample
+   (``calibration``: ``max_accuracy``, the most accurate thresholds within the budget, or
+   ``geometric``, MSDNet's geometric exit fractions).
 3. On the test split: the budgeted accuracy and expected MACs per budget, the accuracy vs
    expected-MACs curve, and the measured wall-clock of early-exit inference (rows that exit
    stop computing) against the plain backbone, same batch size and threads.
@@ -38,10 +40,12 @@ class ExitsOptions(TrainOptions):  # type: ignore[misc, valid-type]
     hidden: int = Field(128, ge=1)
     freeze_backbone: bool = False
     criterion: Literal["max_prob", "entropy"] = "max_prob"
+    calibration: Literal["geometric", "max_accuracy"] = "max_accuracy"
     budgets: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
     select_budget: float = Field(0.5, gt=0)
     timing_batch_size: int | None = Field(None, ge=1)
     timing_rounds: int = Field(5, ge=1)
+    timing_threads: int | None = Field(None, ge=1)
 
 
 def _split_tensors(dataset: Any) -> tuple[Any, Any]:
@@ -80,7 +84,8 @@ def _evaluate_budgets(ctx: RunContext, model: Any, opts: ExitsOptions) -> tuple[
     bs = opts.timing_batch_size or ctx.recipe.data.eval_batch_size
     rows, policies = [], {}
     for frac in sorted(set(opts.budgets) | {opts.select_budget}):
-        pol = calibrate_budget(val_logits, val_y, costs, frac * full, opts.criterion)
+        pol = calibrate_budget(val_logits, val_y, costs, frac * full, opts.criterion,
+                               method=opts.calibration)
         test = simulate(conf, correct, pol.thresholds, costs)
         res = predict_in_batches(model, x_test.to(ctx.device), bs, pol.thresholds, opts.criterion)
         staged_acc = float((res.logits.argmax(-1).cpu() == test_y).float().mean())
@@ -88,7 +93,8 @@ def _evaluate_budgets(ctx: RunContext, model: Any, opts: ExitsOptions) -> tuple[
                "test_expected_macs": test["expected_macs"], "test_exit_fractions": test["exit_fractions"],
                **{k: v for k, v in pol.info.items() if k != "budget_macs"}}
         row["wall_clock"] = measure_exit_speedup(model, x_test.to(ctx.device), bs, pol.thresholds,
-                                                     opts.criterion, rounds=opts.timing_rounds)
+                                                     opts.criterion, rounds=opts.timing_rounds,
+                                                     threads=opts.timing_threads)
         rows.append(row)
         policies[str(frac)] = pol.to_dict()
     sel = next(r for r in rows if r["budget_fraction"] == opts.select_budget)
