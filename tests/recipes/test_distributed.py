@@ -34,3 +34,22 @@ def test_two_process_run_matches_single_process(tmp_path):
     # exactly one run directory was written by the 2-process run
     assert sorted(p.name for p in tmp_path.iterdir()) == ["n1", "n2", "r.yaml"]
     assert len(list((tmp_path / "n2" / "stages").iterdir())) == 1
+
+
+def test_pruning_inside_a_two_process_run_uses_identical_masks(tmp_path):
+    recipe = fast_recipe(defaults={"epochs": 1, "optimizer": "adam", "lr": 0.003, "progress": False},
+                         stages=[{"kind": "train"}, {"kind": "prune", "criterion": "l1", "target": {"macs": 0.5}},
+                                 {"kind": "train", "epochs": 1}],
+                         measure={"latency": False, "energy": False})
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "leandl", "run", str(path), "--out", str(out), "--nproc", "2"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    prune = summary["stages"][1]["metrics"]
+    assert prune["prune_masks_identical_across_ranks"] is True
+    assert prune["macs_kept_fraction"] <= 0.53
+    assert summary["stages"][2]["metrics"]["macs"] == summary["stages"][1]["metrics"]["macs"]

@@ -13,9 +13,9 @@ applied instead of a criterion. Follow with a ``train`` stage to fine-tune.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from leandl.recipes.context import RunContext
 from leandl.recipes.schema import Strict
@@ -30,12 +30,35 @@ class PruneOptions(Strict):
 
     criterion: str = "l1"
     target: dict[str, float] = Field(default_factory=lambda: {"macs": 0.5})
-    scope: str = "global"
-    max_ratio: float = 0.9
-    round_to: int | None = 8
+    scope: Literal["global", "layerwise"] = "global"
+    max_ratio: float = Field(0.9, gt=0.0, le=1.0)
+    round_to: int | None = Field(8, ge=1)
     ignored_layers: list[str] | None = None
-    batches: int = 8
-    iterative_steps: int = 1
+    batches: int = Field(8, ge=1)
+    iterative_steps: int = Field(1, ge=1)
+
+    @field_validator("criterion")
+    @classmethod
+    def _known_criterion(cls, value: str) -> str:
+        from leandl.registry import CRITERIA
+
+        CRITERIA.get(value)  # raises with the closest valid name
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _one_target(cls, value: dict[str, float]) -> dict[str, float]:
+        kinds = [k for k in value if k != "batch_size"]
+        if len(kinds) != 1 or kinds[0] not in ("ratio", "macs", "params", "latency_ms"):
+            raise ValueError("give exactly one of ratio, macs, params or latency_ms (+ batch_size)")
+        k, v = kinds[0], value[kinds[0]]
+        if k == "ratio" and not 0.0 <= v < 1.0:
+            raise ValueError(f"ratio is the fraction of units removed and must be in [0, 1), got {v}")
+        if k in ("macs", "params") and not 0.0 < v <= 1.0:
+            raise ValueError(f"{k} is the fraction KEPT and must be in (0, 1], got {v}")
+        if k == "latency_ms" and v <= 0:
+            raise ValueError(f"latency_ms must be > 0, got {v}")
+        return value
 
 
 def _train_batches(ctx: RunContext, n: int) -> list[tuple[Any, Any]]:
@@ -60,27 +83,64 @@ class PruneStage(Stage):
     needs_trained_model = True
 
     def run(self, ctx: RunContext) -> StageResult:
-        from leandl.prune.api import prune_
-        from leandl.registry import CRITERIA
+        if ctx.world_size > 1:
+            return _run_distributed(ctx, self.options)
+        model, metrics, widths = _prune(ctx, self.options, ctx.model)
+        return StageResult(model=model, metrics=metrics, artifacts={"prune_report": {"widths": widths}})
 
-        o = self.options
-        keep = ctx.artifacts.get("prune_keep")
-        batches = None
-        if keep is None and CRITERIA.get(o.criterion).needs_data:
-            batches = _train_batches(ctx, o.batches)
-        report = prune_(
-            ctx.model, ctx.example_input(1), criterion=o.criterion, target=dict(o.target),
-            scope=o.scope, max_ratio=o.max_ratio, ignored_layers=o.ignored_layers,
-            round_to=o.round_to, batches=batches, iterative_steps=o.iterative_steps,
-            keep={k: list(v) for k, v in keep.items()} if keep is not None else None,
-        )
-        metrics: dict[str, Any] = {
-            "macs_before": report.macs_before, "macs_after": report.macs_after,
-            "params_before": report.params_before, "params_after": report.params_after,
-            "macs_kept_fraction": report.achieved["macs"],
-            "kept_per_group": {k: v[1] for k, v in report.widths.items()},
-            "prune_source": "prune_keep artifact" if keep is not None else o.criterion,
-        }
-        metrics.update({f"latency_{k}": v for k, v in report.latency.items()})
-        return StageResult(model=ctx.model, metrics=metrics,
-                           artifacts={"prune_report": {"widths": report.widths}})
+
+def _prune(ctx: RunContext, o: PruneOptions, model: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    from leandl.prune.api import prune_
+    from leandl.registry import CRITERIA
+
+    keep = ctx.artifacts.get("prune_keep")
+    batches = None
+    if keep is None and CRITERIA.get(o.criterion).needs_data:
+        batches = _train_batches(ctx, o.batches)
+    report = prune_(
+        model, ctx.example_input(1), criterion=o.criterion, target=dict(o.target),
+        scope=o.scope, max_ratio=o.max_ratio, ignored_layers=o.ignored_layers,
+        round_to=o.round_to, batches=batches, iterative_steps=o.iterative_steps,
+        keep={k: list(v) for k, v in keep.items()} if keep is not None else None,
+    )
+    metrics: dict[str, Any] = {
+        "macs_before": report.macs_before, "macs_after": report.macs_after,
+        "params_before": report.params_before, "params_after": report.params_after,
+        "macs_kept_fraction": report.achieved["macs"],
+        "kept_per_group": {k: v[1] for k, v in report.widths.items()},
+        "prune_source": "prune_keep artifact" if keep is not None else o.criterion,
+    }
+    metrics.update({f"latency_{k}": v for k, v in report.latency.items()})
+    return model, metrics, report.widths
+
+
+def _run_distributed(ctx: RunContext, o: PruneOptions) -> StageResult:
+    """Decide on rank 0 (a copy), broadcast the structural edits, replay them on every rank."""
+    import copy
+
+    from leandl.recipes.dist import broadcast_object
+    from leandl.spec import get_edits, replay_edits
+
+    decided = None
+    if ctx.is_main:
+        before = len(get_edits(ctx.model))
+        probe, metrics, widths = _prune(ctx, o, copy.deepcopy(ctx.model))
+        decided = {"edits": get_edits(probe)[before:], "metrics": metrics, "widths": widths}
+    decided = broadcast_object(decided)
+    model = replay_edits(ctx.model, decided["edits"])
+    metrics = dict(decided["metrics"])
+    metrics["prune_decided_on"] = "rank 0, broadcast to every rank"
+    metrics["prune_masks_identical_across_ranks"] = _same_on_every_rank(get_edits(model))
+    return StageResult(model=model, metrics=metrics, artifacts={"prune_report": {"widths": decided["widths"]}})
+
+
+def _same_on_every_rank(edits: list[dict[str, Any]]) -> bool:
+    """All-gather each rank's edit log (as JSON) and compare: the masks every rank applied."""
+    import json
+
+    import torch.distributed as dist
+
+    mine = json.dumps(edits, sort_keys=True)
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)
+    return all(g == mine for g in gathered)
