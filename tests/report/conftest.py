@@ -32,7 +32,8 @@ def make_run(root: Path, name: str = "run", acc_shift: float = 0.0) -> Path:
                             "accuracy_vs_expected_macs": [
                                 {"p": i / 20, "accuracy": 0.6 + 0.34 * i / 10, "expected_macs": 50_000 + 18_000 * i}
                                 for i in range(1, 11)],
-                            "budgets": [{"budget_fraction": f, "budget_macs": f * 200_000, "test_accuracy": 0.7 + 0.3 * f,
+                            "budgets": [{"budget_fraction": f, "budget_macs": f * 200_000,
+                                         "test_accuracy": 0.7 + 0.3 * f,
                                          "test_expected_macs": f * 190_000, "wall_clock": {"speedup": 1 / f}}
                                         for f in (0.25, 0.5, 0.75)]}),
         ("bench", "bench", {"bench": [
@@ -53,7 +54,8 @@ def make_run(root: Path, name: str = "run", acc_shift: float = 0.0) -> Path:
         for e in range(4):
             lines.append({"event": "epoch", "stage": f"{i:02d}-{kind}", "epoch": e, "step": 10 * e,
                           "train_loss": (1.5 - 0.2 * i) / (e + 1), "train_accuracy": 0.5 + 0.1 * e - 0.03 * i,
-                          "val_loss": (1.6 - 0.2 * i) / (e + 1), "val_accuracy": 0.45 + 0.1 * e - 0.03 * i, "epoch_seconds": 1.0})
+                          "val_loss": (1.6 - 0.2 * i) / (e + 1), "val_accuracy": 0.45 + 0.1 * e - 0.03 * i,
+                          "epoch_seconds": 1.0})
     lines.append({"event": "run_end"})
     (out / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n{truncated")
     return out

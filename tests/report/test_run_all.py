@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _OK = '''
 import argparse, json, pathlib
-p = argparse.ArgumentParser(); p.add_argument("--out", type=pathlib.Path); p.add_argument("--quick", action="store_true")
+p = argparse.ArgumentParser()
+p.add_argument("--out", type=pathlib.Path)
+p.add_argument("--quick", action="store_true")
 a = p.parse_args()
 rows = [{"method": m, "metric": "accuracy", "mean": v, "std": 0.01, "n": 3, "units": "fraction",
          "threads": 2, "batch_size": 64, "model": "tiny", "quick": a.quick,

@@ -31,7 +31,8 @@ from typing import Any, Literal
 from leandl.deploy.calibration import TensorDataReader
 from leandl.errors import ConfigError
 
-__all__ = ["CalibrateMethod", "quantize_static_onnx", "quantize_dynamic_onnx", "op_counts", "DYNAMIC_OP_TYPES"]
+__all__ = ["CalibrateMethod", "quantize_static_onnx", "quantize_dynamic_onnx", "op_counts", "compact_names",
+           "DYNAMIC_OP_TYPES"]
 
 CalibrateMethod = Literal["minmax", "percentile", "entropy"]
 DYNAMIC_OP_TYPES = ("MatMul", "Gemm")
@@ -98,7 +99,7 @@ def quantize_static_onnx(
                             reduce_range=reduce_range, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=method,
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
-    return out_path
+    return compact_names(out_path)
 
 
 def quantize_dynamic_onnx(fp32_path: str | Path, out_path: str | Path, *, per_channel: bool = False) -> Path:
@@ -117,7 +118,7 @@ def quantize_dynamic_onnx(fp32_path: str | Path, out_path: str | Path, *, per_ch
         pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
         quantize_dynamic(str(pre), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8,
                          op_types_to_quantize=list(DYNAMIC_OP_TYPES))
-    return out_path
+    return compact_names(out_path)
 
 
 def op_counts(path: str | Path) -> dict[str, int]:
@@ -126,3 +127,37 @@ def op_counts(path: str | Path) -> dict[str, int]:
 
     model = onnx.load(str(path))
     return dict(Counter(node.op_type for node in model.graph.node))
+
+
+def compact_names(path: str | Path) -> Path:
+    """Rewrite an ONNX file with short tensor names, no node names, doc strings or value_info.
+
+    A QDQ graph names every tensor after its op path (``/layer1/layer1.0/Conv_output_0_quantized``)
+    and repeats each name in several nodes; on a tiny model those strings are ~10 % of the int8
+    file. Graph inputs and outputs keep their names; the computation is unchanged. Graphs with
+    subgraphs (If/Loop/Scan, which may read outer names) are left as they are.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    g = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
+        return Path(path)
+    keep = {v.name for v in g.input} | {v.name for v in g.output}
+    table: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return table.setdefault(name, f"t{len(table)}")
+
+    for init in g.initializer:
+        init.name = short(init.name)
+    for node in g.node:
+        node.name, node.doc_string = "", ""
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    del g.value_info[:]
+    g.doc_string = ""
+    onnx.save(model, str(path))
+    return Path(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from leandl.report.figure import Plot, new_figure, style_for, to_png
+from leandl.report.figure import Plot, new_figure, place_labels, point_styles, to_png
 from leandl.report.load import StagePoint
 from leandl.report.tables import batch_sizes
 
@@ -20,8 +20,6 @@ __all__ = ["pareto_front", "pareto_plots", "PASSIVE_KINDS"]
 # Stages that hand on the model they received unchanged: their point would duplicate the
 # previous stage's (with fresh timing noise), so they stay in the tables but not on the plots.
 PASSIVE_KINDS = frozenset({"bench", "export"})
-
-_OFFSETS = ((7, 7, "left"), (7, -13, "left"), (-7, 7, "right"), (-7, -13, "right"))
 
 
 def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:
@@ -42,22 +40,21 @@ def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[in
 
 
 def _axis(ax: Any, stages: Sequence[StagePoint], costs: Sequence[float | None], xlabel: str,
-          title: str, eng: bool = False) -> bool:
-    """Scatter the stages with a cost, draw the front; False when nothing could be drawn."""
+          title: str, eng: bool = False) -> list[tuple[float, float, str]]:
+    """Scatter the stages with a cost and draw the front; returns the label anchors (empty: nothing drawn).
+
+    Labels are placed by the caller once the legend is in (the layout, hence the free space, is final).
+    """
     pts = [(s, c, 100 * a) for s, c in zip(stages, costs, strict=True)
            if c is not None and (a := s.number("accuracy")) is not None]
     if not pts:
-        return False
-    styles = style_for([s.display for s in stages])
+        return []
+    styles = point_styles([s.display for s in stages], [s.run for s in stages])
     xs, ys = [c for _, c, _ in pts], [a for _, _, a in pts]
-    ranks = {idx: r for r, idx in enumerate(sorted(range(len(pts)), key=lambda i: (xs[i], ys[i])))}
-    for idx, (s, c, a) in enumerate(pts):
+    for s, c, a in pts:
         st = styles[s.display]
         ax.scatter([c], [a], s=70, color=st["color"], marker=st["marker"], edgecolor="black",
                    linewidth=0.6, zorder=3, label=s.display)
-        dx, dy, ha = _OFFSETS[ranks[idx] % len(_OFFSETS)]
-        ax.annotate(s.display, (c, a), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8.5,
-                    color="#222222", zorder=4)
     front = pareto_front(xs, ys)
     if len(front) > 1:
         fx, fy = [xs[i] for i in front], [ys[i] for i in front]
@@ -74,8 +71,7 @@ def _axis(ax: Any, stages: Sequence[StagePoint], costs: Sequence[float | None], 
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="best", framealpha=0.85)
-    return True
+    return [(c, a, s.display) for s, c, a in pts]
 
 
 def _pad(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
@@ -94,12 +90,21 @@ def _pad(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
 def _single(name: str, title: str, stages: Sequence[StagePoint], costs: list[float | None],
             xlabel: str, eng: bool = False) -> Plot | None:
     fig, (ax,) = new_figure()
-    if not _axis(ax, stages, costs, xlabel, title, eng):
+    anchors = _axis(ax, stages, costs, xlabel, title, eng)
+    if not anchors:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
         return None
+    _legend(fig, ax)
+    place_labels(ax, anchors)
     return Plot(name, title, to_png(fig))
+
+
+def _legend(fig: Any, ax: Any) -> None:
+    """One legend under the panels (stage markers and the front), out of the points' way."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, max(1, len(labels))), framealpha=0.9)
 
 
 def pareto_plots(stages: Sequence[StagePoint]) -> list[Plot]:
@@ -115,13 +120,17 @@ def pareto_plots(stages: Sequence[StagePoint]) -> list[Plot]:
     sizes = batch_sizes(stages)
     if sizes:
         fig, axes = new_figure(ncols=len(sizes))
-        drawn = False
+        anchors = []
         for ax, b in zip(axes, sizes, strict=True):
             threads = sorted({str(s.metrics.get("threads")) for s in stages if s.latency(b) is not None})
-            drawn |= _axis(ax, stages, [s.latency(b) for s in stages],
+            anchors.append(_axis(ax, stages, [s.latency(b) for s in stages],
                            f"latency (ms per batch of {b}, median; threads {'/'.join(threads)})",
-                           f"Accuracy vs latency, batch {b}")
-        if drawn:
+                           f"Accuracy vs latency, batch {b}"))
+        if any(anchors):
+            _legend(fig, next(a for a in axes if a.get_legend_handles_labels()[0]))
+            for ax, pts in zip(axes, anchors, strict=True):
+                if pts:
+                    place_labels(ax, pts)
             plots.append(Plot("pareto-latency", "Accuracy vs latency", to_png(fig)))
         else:
             import matplotlib.pyplot as plt
