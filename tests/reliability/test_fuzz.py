@@ -6,11 +6,13 @@ import copy
 import json
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leandl.errors import LeandlError
 from leandl.recipes.loader import load_recipe
+from leandl.recipes.schema import Recipe
 from tests_helpers import fast_recipe
 
 SETTINGS = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -81,9 +83,11 @@ def mutated_recipes(draw):
 @given(mutated_recipes())
 def test_recipe_loader_only_raises_leandl_errors(recipe):
     try:
-        load_recipe(recipe)
-    except LeandlError:
-        pass
+        result = load_recipe(recipe)
+    except LeandlError as exc:
+        assert str(exc)  # one paragraph for the user
+    else:
+        assert isinstance(result, Recipe)
 
 
 override_paths = st.lists(st.sampled_from(KEYS), min_size=0, max_size=4).map(".".join)
@@ -96,9 +100,11 @@ overrides = st.lists(st.one_of(st.builds(lambda p, v: f"{p}={v}", override_paths
 @given(overrides)
 def test_set_overrides_only_raise_leandl_errors(items):
     try:
-        load_recipe(copy.deepcopy(BASE), items)
-    except LeandlError:
-        pass
+        result = load_recipe(copy.deepcopy(BASE), items)
+    except LeandlError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(result, Recipe)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +141,8 @@ def test_checkpoint_metadata_only_raises_leandl_errors(checkpoint_dir, data, tmp
     (work / "model.safetensors").write_bytes((checkpoint_dir / "model.safetensors").read_bytes())
     (work / "leandl.json").write_text(json.dumps(meta))
     try:
-        load(work)
-    except LeandlError:
-        pass
+        model = load(work)
+    except LeandlError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(model, torch.nn.Module)

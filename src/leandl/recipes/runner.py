@@ -185,4 +185,10 @@ def _write_report(out_dir: Path) -> None:
         from leandl.report import write_report
     except ImportError:
         return
-    write_report(out_dir)
+    try:
+        write_report(out_dir)
+    except Exception as exc:  # the run's results are saved; a broken plot must not fail the run
+        import warnings
+
+        warnings.warn(f"report not written ({type(exc).__name__}: {exc}); run `leandl report {out_dir}`",
+                      stacklevel=2)

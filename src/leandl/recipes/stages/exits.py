@@ -40,7 +40,7 @@ class ExitsOptions(TrainOptions):  # type: ignore[misc, valid-type]
     hidden: int = Field(128, ge=1)
     freeze_backbone: bool = False
     criterion: Literal["max_prob", "entropy"] = "max_prob"
-    calibration: Literal["geometric", "max_accuracy"] = "max_accuracy"
+    calibration: Literal["geometric", "max_accuracy"] = "geometric"
     budgets: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
     select_budget: float = Field(0.5, gt=0)
     timing_batch_size: int | None = Field(None, ge=1)
