@@ -215,34 +215,28 @@ def _share(new: nn.Module, old: nn.Module) -> nn.Module:
     return new.to(old.weight.device)
 
 
-class FakeQuantConv2d(_FakeQuantMixin, nn.Conv2d):
+class _FakeQuantConv(_FakeQuantMixin):
+    """Shared ``from_float``/``forward`` of the fake-quant Conv1d/Conv2d modules."""
+
+    @classmethod
+    def from_float(cls, m: nn.Module, wcfg: QuantConfig | None, acfg: QuantConfig | None) -> nn.Module:
+        """A fake-quant copy of conv ``m`` sharing its weight and bias tensors."""
+        new = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
+                  m.groups, m.bias is not None, m.padding_mode, device="meta")
+        new = _share(new, m)
+        new._setup_quant(wcfg, acfg)
+        return new.to(m.weight.device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
+
+
+class FakeQuantConv2d(_FakeQuantConv, nn.Conv2d):
     """``nn.Conv2d`` computing ``conv(act_quant(x), weight_quant(W)) + b``."""
 
-    @classmethod
-    def from_float(cls, m: nn.Conv2d, wcfg: QuantConfig | None, acfg: QuantConfig | None) -> FakeQuantConv2d:
-        new = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                  m.groups, m.bias is not None, m.padding_mode, device="meta")
-        new = _share(new, m)
-        new._setup_quant(wcfg, acfg)
-        return new.to(m.weight.device)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
-
-
-class FakeQuantConv1d(_FakeQuantMixin, nn.Conv1d):
+class FakeQuantConv1d(_FakeQuantConv, nn.Conv1d):
     """``nn.Conv1d`` computing ``conv(act_quant(x), weight_quant(W)) + b``."""
-
-    @classmethod
-    def from_float(cls, m: nn.Conv1d, wcfg: QuantConfig | None, acfg: QuantConfig | None) -> FakeQuantConv1d:
-        new = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                  m.groups, m.bias is not None, m.padding_mode, device="meta")
-        new = _share(new, m)
-        new._setup_quant(wcfg, acfg)
-        return new.to(m.weight.device)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self.quantized_input(x), self.quantized_weight(), self.bias)
 
 
 class FakeQuantLinear(_FakeQuantMixin, nn.Linear):

@@ -83,7 +83,7 @@ class PruneStage(Stage):
     needs_trained_model = True
 
     def run(self, ctx: RunContext) -> StageResult:
-        if ctx.world_size > 1:
+        if getattr(ctx, "world_size", 1) > 1:
             return _run_distributed(ctx, self.options)
         model, metrics, widths = _prune(ctx, self.options, ctx.model)
         return StageResult(model=model, metrics=metrics, artifacts={"prune_report": {"widths": widths}})
