@@ -1,6 +1,6 @@
 """Distillation on MNIST-1D: student alone vs kd / dkd / fitnet / rkd, mutual, self, label noise, cache.
 
-Teacher: ``mnist1d_cnn`` (width 32). Student: ``mlp`` (hidden [64]). Every run uses leandl's
+Teacher: ``mnist1d_cnn`` (width 32). Student: ``mnist1d_cnn`` (width 8; an MLP student gained nothing from KD here). Every run uses leandl's
 Trainer (Adam, cosine, final-epoch weights) and reports clean *test* accuracy, mean +- std
 over seeds. Tables:
 
@@ -39,21 +39,11 @@ from leandl.train.trainer import Trainer  # noqa: E402
 UNITS = "fraction of test samples (clean labels), final epoch"
 
 
-class TwoExitMLP(nn.Module):
-    """An MLP with an early exit after ``layer1``: forward returns [early logits, final logits]."""
+def two_exit(seed: int) -> nn.Module:
+    """The student with an early exit after ``stem`` (leandl.dynamic): forward -> [exit, final]."""
+    from leandl.dynamic import attach_exits
 
-    def __init__(self, base: nn.Module, num_classes: int) -> None:
-        super().__init__()
-        self.base = base
-        width = base.layer1[0].out_features
-        self.exit1 = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.base.layer1(self.base.flatten(x))
-        feats = h
-        for name in self.base._chain[2:]:
-            feats = getattr(self.base, name)(feats)
-        return [self.exit1(h), self.base.head(feats)]
+    return attach_exits(build(STUDENT_NAME, seed, **STUDENT), after=["stem"])
 
 
 def symmetric_noise(targets: torch.Tensor, num_classes: int, rate: float, seed: int) -> torch.Tensor:
@@ -94,34 +84,35 @@ def build(name: str, seed: int, **kwargs: Any) -> nn.Module:
     return create_model(name, num_classes=10, input_shape=(1, 40), **kwargs)
 
 
-STUDENT = {"hidden": [64]}
+STUDENT_NAME = "mnist1d_cnn"
+STUDENT = {"width": 8}
 
 
 def one_seed(seed: int, epochs: int, train: TensorSplit, test: TensorSplit) -> dict[str, list[float]]:
     res: dict[str, list[float]] = {}
     teacher = fit(build("mnist1d_cnn", 100 + seed), train, [], epochs, seed).state.model
     res["teacher (mnist1d_cnn)"] = accuracy(teacher, test)
-    res["student alone (mlp)"] = accuracy(fit(build("mlp", seed, **STUDENT), train, [], epochs, seed).state.model, test)
+    res["student alone (cnn w8)"] = accuracy(fit(build(STUDENT_NAME, seed, **STUDENT), train, [], epochs, seed).state.model, test)
     losses = {"kd": {"temperature": 4.0, "alpha": 0.9}, "dkd": {"alpha": 1.0, "beta": 2.0, "temperature": 4.0},
               "fitnet": {"student_layer": "layer1", "teacher_layer": "layer2", "weight": 1.0},
               "rkd": {}}
     for name, kw in losses.items():
         tech = TECHNIQUES.get(name)(teacher=teacher, **kw)
-        res[f"student + {name}"] = accuracy(fit(build("mlp", seed, **STUDENT), train, [tech], epochs, seed).state.model, test)
-    peer2 = build("mlp", 1000 + seed, **STUDENT)
-    res["peer 2 alone (mlp)"] = accuracy(fit(peer2, train, [], epochs, seed).state.model, test)
-    cohort = Cohort([build("mlp", seed, **STUDENT), build("mlp", 1000 + seed, **STUDENT)])
+        res[f"student + {name}"] = accuracy(fit(build(STUDENT_NAME, seed, **STUDENT), train, [tech], epochs, seed).state.model, test)
+    peer2 = build(STUDENT_NAME, 1000 + seed, **STUDENT)
+    res["peer 2 alone (cnn w8)"] = accuracy(fit(peer2, train, [], epochs, seed).state.model, test)
+    cohort = Cohort([build(STUDENT_NAME, seed, **STUDENT), build(STUDENT_NAME, 1000 + seed, **STUDENT)])
     acc = accuracy(fit(cohort, train, [TECHNIQUES.get("mutual")()], epochs, seed).state.model, test)
     res["peer 1 mutual"], res["peer 2 mutual"] = acc[:1], acc[1:]
-    for label, techs in (("2-exit mlp alone", []), ("2-exit mlp + self", [TECHNIQUES.get("self")(alpha=0.3)])):
-        acc = accuracy(fit(TwoExitMLP(build("mlp", seed, **STUDENT), 10), train, techs, epochs, seed).state.model, test)
+    for label, techs in (("2-exit student alone", []), ("2-exit student + self", [TECHNIQUES.get("self")(alpha=0.3)])):
+        acc = accuracy(fit(two_exit(seed), train, techs, epochs, seed).state.model, test)
         res[f"{label} [exit 1]"], res[f"{label} [final]"] = acc[:1], acc[1:]
     noisy = TensorSplit(train.inputs, symmetric_noise(train.targets, 10, 0.4, seed))
     noisy_teacher = fit(build("mnist1d_cnn", 100 + seed), noisy, [], epochs, seed).state.model
     res["noise40: teacher"] = accuracy(noisy_teacher, test)
-    res["noise40: student alone"] = accuracy(fit(build("mlp", seed, **STUDENT), noisy, [], epochs, seed).state.model, test)
+    res["noise40: student alone"] = accuracy(fit(build(STUDENT_NAME, seed, **STUDENT), noisy, [], epochs, seed).state.model, test)
     kd = TECHNIQUES.get("kd")(teacher=noisy_teacher, temperature=4.0, alpha=0.9)
-    res["noise40: student + kd"] = accuracy(fit(build("mlp", seed, **STUDENT), noisy, [kd], epochs, seed).state.model, test)
+    res["noise40: student + kd"] = accuracy(fit(build(STUDENT_NAME, seed, **STUDENT), noisy, [kd], epochs, seed).state.model, test)
     return res
 
 
@@ -132,7 +123,7 @@ def cache_timing(train: TensorSplit, teacher: nn.Module, epochs: int, rounds: in
         hist = {}
         for cache in (True, False):
             tech = TECHNIQUES.get("kd")(teacher=teacher, cache=cache)
-            tr = fit(build("mlp", 0, **STUDENT), train, [tech], epochs, 0)
+            tr = fit(build(STUDENT_NAME, 0, **STUDENT), train, [tech], epochs, 0)
             out["on" if cache else "off"].append(statistics.median(h["epoch_seconds"] for h in tr.history[1:]))
             hist[cache] = [h["train_loss"] for h in tr.history]
         out["loss_diff"].append(max(abs(a - b) for a, b in zip(hist[True], hist[False], strict=True)))
@@ -158,13 +149,13 @@ def main() -> None:
             per.setdefault(k, []).extend(v)
         print(f"seed {seed} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     extra = {"units": UNITS, "dataset": "mnist1d (3600 train / 1000 test)" if not args.quick else "mnist1d quick",
-             "epochs": epochs, "batch_size": 64, "threads": torch.get_num_threads(), "student": "mlp hidden [64]"}
+             "epochs": epochs, "batch_size": 64, "threads": torch.get_num_threads(), "student": "mnist1d_cnn width 8"}
     rows = [row(k, "test_accuracy", v, **extra) for k, v in per.items()]
     teacher = fit(build("mnist1d_cnn", 100, width=64), train, [], 1, 0).state.model
     timing = cache_timing(train, teacher, 3 if args.quick else 5, 1 if args.quick else 3)
     ratios = [off / on for on, off in zip(timing["on"], timing["off"], strict=True)]
     tx = {"units": "seconds per epoch (median of epochs 2..E)", "batch_size": 64, "threads": torch.get_num_threads(),
-          "teacher": "mnist1d_cnn width 64", "student": "mlp hidden [64]"}
+          "teacher": "mnist1d_cnn width 64", "student": "mnist1d_cnn width 8"}
     rows += [row("kd, teacher cache on", "epoch_seconds", timing["on"], **tx),
              row("kd, teacher cache off", "epoch_seconds", timing["off"], **tx),
              row("kd cache speed-up (off / on)", "ratio", ratios, units="x, per alternating round"),
