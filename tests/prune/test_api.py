@@ -17,15 +17,6 @@ from leandl.spec import get_edits, replay_edits
 
 from tests.prune.test_groups import ChunkCat, Dense
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 CASES = [
     ("resnet20", {"width": 8}, (3, 16, 16)),
     ("resnet56", {"width": 8}, (3, 8, 8)),

@@ -18,15 +18,6 @@ from leandl.train.config import TrainConfig
 from leandl.train.trainer import Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class Net(nn.Module):
     """c1 (first layer, kept) -> c2 (3 units, the group under test) -> BN -> ReLU -> fc."""
 

@@ -13,15 +13,6 @@ from leandl.models import create_model
 from leandl.prune.groups import channel_groups, remove_units_, unit_weights, zero_units_
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class Tiny(nn.Module):
     """conv(2->4) -> BN -> ReLU -> conv(4->3) -> flatten -> linear; a residual-free chain."""
 

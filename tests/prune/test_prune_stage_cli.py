@@ -13,15 +13,6 @@ from leandl.models import create_model
 from leandl.recipes.stages.prune import PruneOptions, PruneStage
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _ctx(model, artifacts=None):
     x = torch.randn(1, 3, 8, 8)
     return SimpleNamespace(model=model, artifacts=artifacts or {}, device=torch.device("cpu"),
