@@ -106,6 +106,8 @@ def bench_backends(
     Returns:
         Rows with the keys of :data:`ROW_KEYS`.
     """
+    # every row states its thread count: None means the current setting, recorded as a number
+    threads = [t if t is not None else torch.get_num_threads() for t in threads]
     model = copy.deepcopy(model).cpu().eval()
     with torch.inference_mode():
         reference = model(*as_args(check_inputs))
