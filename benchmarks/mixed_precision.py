@@ -23,15 +23,8 @@ from leandl.models import create_model  # noqa: E402
 from leandl.quantize.bn_fold import fold_model_bn  # noqa: E402
 from leandl.quantize.mixed_precision import choose_bits, layer_weight_counts, weight_bytes  # noqa: E402
 from leandl.quantize.qat import QAT  # noqa: E402
-from leandl.train import TrainConfig, Trainer, evaluate  # noqa: E402
-
-
-def fit(model, data, epochs: int, lr: float, seed: int, techniques=()):
-    cfg = TrainConfig(epochs=epochs, batch_size=64, optimizer="adam", lr=lr, weight_decay=0.0,
-                      schedule="cosine", seed=seed, progress=False)
-    Trainer(model, cfg, train_data=data.train, val_data=None, num_classes=data.num_classes,
-            techniques=list(techniques)).fit()
-    return model.eval()
+from _train import fit  # noqa: E402
+from leandl.train import evaluate  # noqa: E402
 
 
 def mp_bits(fp, data, fraction: float) -> dict[str, int]:

@@ -23,17 +23,10 @@ from leandl.data import load_data, make_loader  # noqa: E402
 from leandl.models import create_model  # noqa: E402
 from leandl.quantize.export import export_int8_onnx, run_onnx  # noqa: E402
 from leandl.quantize.qat import QAT  # noqa: E402
-from leandl.train import TrainConfig, Trainer, evaluate, predict_logits  # noqa: E402
+from _train import fit  # noqa: E402
+from leandl.train import evaluate, predict_logits  # noqa: E402
 
 SETTINGS = {"fp32": None, "W8A8": (8, 8), "W4A4": (4, 4), "W2A8": (2, 8)}
-
-
-def fit(model, data, epochs: int, lr: float, seed: int, techniques=()):
-    cfg = TrainConfig(epochs=epochs, batch_size=64, optimizer="adam", lr=lr, weight_decay=0.0,
-                      schedule="cosine", seed=seed, progress=False)
-    Trainer(model, cfg, train_data=data.train, val_data=None, num_classes=data.num_classes,
-            techniques=list(techniques)).fit()
-    return model.eval()
 
 
 def onnx_agreement(model, data) -> float:
