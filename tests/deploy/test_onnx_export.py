@@ -29,7 +29,12 @@ def test_export_restores_training_flag_and_reads_like_a_model(tmp_path) -> None:
     path = export_onnx(model, torch.randn(2, 4), tmp_path / "lin.onnx")
     assert model.training
     x = torch.randn(3, 4)
-    torch.testing.assert_close(OrtModule(path, threads=1)(x), model.eval()(x), atol=1e-5, rtol=1e-5)
+    ort_model = OrtModule(path, threads=1)
+    torch.testing.assert_close(ort_model(x), model.eval()(x), atol=1e-5, rtol=1e-5)
+    opts = ort_model.session.get_session_options()
+    assert opts.intra_op_num_threads == 1
+    # idle ORT workers must not spin and steal the cores from whatever is timed next
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_compare_outputs_hand_case() -> None:

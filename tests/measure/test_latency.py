@@ -73,8 +73,9 @@ def test_compare_latency_alternates_and_reports_ratios() -> None:
         warmup=0,
         repeats=2,
     )
-    # round 0 fast then slow, round 1 reversed, round 2 forward again
-    assert order == ["fast"] * 2 + ["slow"] * 4 + ["fast"] * 4 + ["slow"] * 2
+    # a warm-up of 3 calls each, then round 0 fast then slow, round 1 reversed, round 2 forward
+    assert order[:6] == ["fast"] * 3 + ["slow"] * 3
+    assert order[6:] == ["fast"] * 2 + ["slow"] * 4 + ["fast"] * 4 + ["slow"] * 2
     assert result.baseline == "fast"
     assert result.speedup["fast"] == [1.0, 1.0, 1.0]
     assert len(result.speedup["slow"]) == 3 and len(result.round_ms["slow"]) == 3

@@ -117,6 +117,15 @@ def test_targets_ratio_params_and_validation() -> None:
         leandl.prune_(m, x, scope="everywhere")
 
 
+def test_round_to_keeps_groups_no_wider_than_the_multiple() -> None:
+    x = torch.randn(1, 3, 8, 8)
+    m = create_model("resnet20", input_shape=(3, 8, 8), width=16)
+    r = leandl.prune_(m, x, target={"macs": 0.5}, scope="global", round_to=16)
+    for name, (before, after) in r.widths.items():
+        assert after % 16 == 0 or after == before, (name, before, after)
+    assert any(after < before for before, after in r.widths.values())
+
+
 def test_global_scope_respects_max_ratio() -> None:
     x = torch.randn(1, 3, 8, 8)
     m = create_model("resnet20", input_shape=(3, 8, 8), width=16)

@@ -8,6 +8,9 @@ Definitions:
 - ``median_ms``, ``p90_ms`` (linear interpolation between order statistics, as
   ``numpy.percentile``), ``mean_ms``: over the timed repeats, in milliseconds.
 - ``throughput_per_s = batch_size / (median_ms / 1000)``: samples per second.
+- allocator: timings are taken with glibc told to keep freed memory in its heap
+  (:mod:`leandl.measure.allocator`); otherwise page faults on fresh activation buffers dominate
+  CPU latency and its noise. The state is recorded in :attr:`LatencyStats.allocator`.
 
 The machines leandl targets drift by up to +-50 % within a minute, so never compare two
 numbers taken minutes apart: :func:`compare_latency` times variants in alternating rounds and
@@ -25,6 +28,7 @@ from typing import Any
 import torch
 
 from leandl.measure._util import as_args, batch_size_of, eval_mode, num_threads
+from leandl.measure.allocator import steady_allocator
 
 __all__ = ["LatencyStats", "LatencyComparison", "measure_latency", "compare_latency", "percentile"]
 
@@ -40,8 +44,9 @@ class LatencyStats:
     batch_size: int
     threads: int
     throughput_per_s: float
+    allocator: str = "unset"
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | str]:
         """The fields as a plain dict (units are in the key names)."""
         return asdict(self)
 
@@ -104,6 +109,7 @@ def measure_latency(
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    allocator = steady_allocator()
     args = as_args(example_input)
     sync = _synchronizer(args)
     times: list[float] = []
@@ -129,6 +135,7 @@ def measure_latency(
         batch_size=batch,
         threads=used,
         throughput_per_s=batch / (median / 1000.0) if median > 0 else float("inf"),
+        allocator=allocator,
     )
 
 
@@ -143,15 +150,18 @@ def compare_latency(
 ) -> LatencyComparison:
     """Time several variants in alternating rounds and report per-round ratios.
 
-    Each round times every variant once with :func:`measure_latency`; the order alternates
-    (forward in even rounds, reversed in odd ones) so slow drifts of the machine hit all
-    variants alike. The first variant in ``fns`` is the baseline of the speed-ups.
+    Every variant is first called ``max(warmup, 2) + 1`` times. Then each round times every variant with
+    :func:`measure_latency`; the order alternates (forward in even rounds, reversed in odd
+    ones) so slow drifts of the machine hit all variants alike. On a machine that drifts within
+    seconds, many short rounds (``rounds=30, warmup=0, repeats=1``: the variants interleave
+    call by call) give the steadiest ratios. The first variant in ``fns`` is the baseline.
 
     Args:
         fns: name -> model or callable, at least one.
         example_input: shared inputs (tensor or tuple of positional arguments).
         rounds: number of alternating rounds (>= 1).
-        warmup, repeats, threads: passed to :func:`measure_latency` in each round.
+        warmup: untimed calls per variant in each round (and before the first one).
+        repeats, threads: passed to :func:`measure_latency` in each round.
 
     Returns:
         :class:`LatencyComparison`.
@@ -162,7 +172,10 @@ def compare_latency(
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     names = list(fns)
     round_ms: dict[str, list[float]] = {n: [] for n in names}
+    steady_allocator()
     with num_threads(threads) as used:
+        for name in names:
+            measure_latency(fns[name], example_input, warmup=max(warmup, 2), repeats=1)
         for r in range(rounds):
             for name in names if r % 2 == 0 else reversed(names):
                 stats = measure_latency(

@@ -26,7 +26,9 @@ def normalised(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _round_kept(kept: int, size: int, floor: int, round_to: int | None) -> int:
     kept = max(kept, floor, 1)
-    if round_to and size > round_to:
+    if round_to and size <= round_to:
+        return size  # the only multiples are 0 and the full width
+    if round_to:
         kept = max(round_to, int(round(kept / round_to)) * round_to)
         while kept < floor:
             kept += round_to
