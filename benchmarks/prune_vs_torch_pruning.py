@@ -1,14 +1,16 @@
 """leandl structured pruning vs Torch-Pruning vs torch.nn.utils.prune, side by side.
 
-Part A (accuracy): ResNet-20 on the embedded digits set (8x8), trained densely per seed, then
-every method prunes to the same MACs target (50 % kept), fine-tunes with the same budget and is
-evaluated on the test split; batch-64 eager CPU latency (2 threads, alternating rounds,
+Part A (accuracy): ResNet-20 (base width ``--width``, default 32, so that latency is more than
+per-op overhead) on the embedded digits set (8x8), trained densely per seed, then every method
+prunes to the same MACs target (50 % kept), fine-tunes with the same budget and is evaluated on
+the test split; batch-64 eager CPU latency (2 threads, variants interleaved call by call,
 medians) is reported beside it. torch.nn.utils.prune (unstructured, same fraction of weights)
-keeps dense latency. A latency-budget target (budget = measured latency of uniform L1) is
-checked against the budget and against uniform L1's accuracy.
+keeps dense latency. Latency-budget targets (l1 and taylor importance; budget = measured latency
+of uniform L1 at b64, 2 threads) are checked against the budget at prune time, against uniform
+L1's latency after fine-tuning (same interleaved measurement) and against its accuracy.
 
-Part B (speed): ResNet-56 at 32x32 pruned to 50 % MACs with l1 / global / round_to=8: speed-up
-at batch 64, 2 threads, alternating rounds.
+Part B (speed): ResNet-56 at 32x32 pruned to 50 % MACs with l1 / global, widths rounded to
+multiples of 8 and of 16: speed-up at batch 64, 2 threads, variants interleaved in short rounds.
 
     python benchmarks/prune_vs_torch_pruning.py [--seeds 3] [--quick]
 """
@@ -16,6 +18,7 @@ at batch 64, 2 threads, alternating rounds.
 from __future__ import annotations
 
 import copy
+import statistics
 import sys
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from _common import base_parser, print_table, row, write_rows  # noqa: E402
 import leandl  # noqa: E402
 from leandl.data import load_data  # noqa: E402
 from leandl.data.loader import make_loader  # noqa: E402
-from leandl.measure import compare_latency, count_macs  # noqa: E402
+from leandl.measure import LatencyComparison, compare_latency, count_macs  # noqa: E402
 from leandl.models import create_model  # noqa: E402
 from leandl.train.config import TrainConfig  # noqa: E402
 from leandl.train.trainer import Trainer  # noqa: E402
@@ -79,22 +82,23 @@ def torch_unstructured(model: nn.Module, amount: float) -> list[tuple[nn.Module,
     return params
 
 
-def latency(models: dict[str, nn.Module], shape, rounds: int) -> dict[str, float]:
-    xb = torch.randn(64, *shape)
-    res = compare_latency(models, xb, rounds=rounds, repeats=5, threads=2)
-    return res.median_ms
+def latency(models: dict[str, nn.Module], shape, rounds: int) -> LatencyComparison:
+    """Batch-64 latency, 2 threads, variants interleaved in short rounds (1 warm-up + 3 calls)."""
+    return compare_latency(models, torch.randn(64, *shape), rounds=rounds, warmup=1, repeats=3,
+                           threads=2)
 
 
-def part_a(seed: int, quick: bool, rows_acc: dict, rows_lat: dict, notes: dict) -> None:
+def part_a(seed: int, args, rows_acc: dict, rows_lat: dict, notes: dict) -> None:
+    quick = args.quick
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     data = load_data("digits", seed=seed)
     shape = data.input_shape
     x1 = torch.randn(1, *shape)
-    dense = create_model("resnet20", num_classes=10, input_shape=shape)
+    dense = create_model("resnet20", num_classes=10, input_shape=shape, width=args.width)
     dense = fit(dense, data, 3 if quick else 15, 0.05, seed)
     ft = 1 if quick else 5
-    batches = [(x, y) for (x, y, *_), _ in zip(make_loader(data.train, 64, shuffle=True), range(4))]
+    batches = [(x, y) for (x, y, *_), _ in zip(make_loader(data.train, 64, shuffle=True), range(8))]
     variants: dict[str, nn.Module] = {"dense": dense}
     for label, crit, scope in [("leandl l1 global r8", "l1", "global"),
                                ("leandl fpgm global r8", "fpgm", "global"),
@@ -108,15 +112,16 @@ def part_a(seed: int, quick: bool, rows_acc: dict, rows_lat: dict, notes: dict) 
     un = copy.deepcopy(dense)
     params = torch_unstructured(un, 0.5)
     variants["torch.nn.utils.prune 50% unstructured"] = un
-    torch.set_num_threads(2)
-    budget = latency({"u": variants["leandl l1 uniform r8"]}, shape, 3)["u"]
-    torch.set_num_threads(1)
-    lb = copy.deepcopy(dense)
-    rep = leandl.prune_(lb, x1, criterion="l1", target={"latency_ms": budget, "batch_size": 64},
-                        round_to=8)
-    variants["leandl l1 latency-budget"] = lb
-    notes.setdefault("budget_ms", []).append(budget)
-    notes.setdefault("budget_measured_ms", []).append(rep.latency.get("measured_ms", float("nan")))
+    uniform = variants["leandl l1 uniform r8"]
+    budget = latency({"dense": dense, "u": uniform}, shape, 4 if quick else 20).median_ms["u"]
+    for crit in ("l1", "taylor"):
+        lb = copy.deepcopy(dense)
+        rep = leandl.prune_(lb, x1, criterion=crit, round_to=8, batches=batches,
+                            target={"latency_ms": budget, "batch_size": 64, "threads": 2})
+        label = f"leandl {crit} latency-budget"
+        variants[label] = lb
+        notes.setdefault(f"budget_ms:{label}", []).append(budget)
+        notes.setdefault(f"measured_ms:{label}", []).append(rep.latency["measured_ms"])
     for label, m in variants.items():
         if label != "dense":
             variants[label] = fit(m, data, ft, 0.01, seed)
@@ -126,47 +131,64 @@ def part_a(seed: int, quick: bool, rows_acc: dict, rows_lat: dict, notes: dict) 
     for label, m in variants.items():
         rows_acc.setdefault(label, []).append(accuracy(m, data))
         notes.setdefault(f"macs:{label}", []).append(count_macs(m, x1).total)
-    torch.set_num_threads(2)
-    lat = latency(variants, shape, 3 if quick else 7)
+    res = latency(variants, shape, 4 if quick else 20)
     torch.set_num_threads(1)
-    for label, ms in lat.items():
+    for label, ms in res.median_ms.items():
         rows_lat.setdefault(label, []).append(ms)
+    for crit in ("l1", "taylor"):
+        label = f"leandl {crit} latency-budget"
+        ratio = statistics.median(a / b for a, b in zip(res.round_ms[label],
+                                                        res.round_ms["leandl l1 uniform r8"]))
+        notes.setdefault(f"vs_uniform:{label}", []).append(ratio)
 
 
-def part_b(quick: bool) -> dict[str, float]:
+def part_b(quick: bool) -> dict[str, dict[str, object]]:
+    """ResNet-56 speed-ups at 50 % MACs (l1, global) with widths in multiples of 8 and of 16."""
     torch.manual_seed(0)
     m = create_model("resnet56", num_classes=10, input_shape=(3, 32, 32)).eval()
-    p = copy.deepcopy(m)
-    rep = leandl.prune_(p, torch.randn(1, 3, 32, 32), criterion="l1", target={"macs": 0.5},
-                        scope="global", round_to=8)
-    res = compare_latency({"dense": m, "pruned": p}, torch.randn(64, 3, 32, 32),
-                          rounds=3 if quick else 7, repeats=5, threads=2)
-    return {"macs_kept": rep.achieved["macs"], "dense_ms": res.median_ms["dense"],
-            "pruned_ms": res.median_ms["pruned"], "speedup": res.speedup_median["pruned"],
-            "speedup_rounds": res.speedup["pruned"]}
+    variants: dict[str, nn.Module] = {"dense": m}
+    kept = {}
+    for r in (8, 16):
+        p = copy.deepcopy(m)
+        rep = leandl.prune_(p, torch.randn(1, 3, 32, 32), criterion="l1", target={"macs": 0.5},
+                            scope="global", round_to=r)
+        variants[f"r{r}"] = p.eval()
+        kept[f"r{r}"] = rep.achieved["macs"]
+    res = compare_latency(variants, torch.randn(64, 3, 32, 32), rounds=4 if quick else 20,
+                          warmup=1, repeats=2, threads=2)
+    return {k: {"macs_kept": kept[k], "dense_ms": res.median_ms["dense"],
+                "pruned_ms": res.median_ms[k], "speedup": res.speedup_median[k],
+                "speedup_rounds": res.speedup[k]} for k in kept}
 
 
 def main() -> None:
-    args = base_parser(NAME, __doc__.splitlines()[0]).parse_args()
+    p = base_parser(NAME, __doc__.splitlines()[0])
+    p.add_argument("--width", type=int, default=32, help="ResNet-20 base width for part A")
+    args = p.parse_args()
     acc: dict[str, list[float]] = {}
     lat: dict[str, list[float]] = {}
     notes: dict[str, list[float]] = {}
     for seed in range(args.seeds):
-        part_a(seed, args.quick, acc, lat, notes)
+        part_a(seed, args, acc, lat, notes)
     rows = []
     for label in acc:
-        rows.append(row(label, "test_accuracy", acc[label], units="%", model="resnet20",
+        rows.append(row(label, "test_accuracy", acc[label], units="%", model=f"resnet20 w{args.width}",
                         data="digits 8x8", target="macs=0.5"))
         rows.append(row(label, "latency_b64", lat[label], units="ms", batch_size=64, threads=2,
                         backend="eager cpu"))
         rows.append(row(label, "macs", notes[f"macs:{label}"], units="MACs (batch 1)"))
-    rows.append(row("leandl l1 latency-budget", "budget", notes["budget_ms"], units="ms"))
-    rows.append(row("leandl l1 latency-budget", "measured_at_prune_time",
-                    notes["budget_measured_ms"], units="ms"))
-    b = part_b(args.quick)
-    rows.append(row("resnet56 l1 global r8", "speedup_b64", b["speedup_rounds"], units="x",
-                    batch_size=64, threads=2, macs_kept=b["macs_kept"], dense_ms=b["dense_ms"],
-                    pruned_ms=b["pruned_ms"]))
+    for crit in ("l1", "taylor"):
+        label = f"leandl {crit} latency-budget"
+        rows.append(row(label, "budget", notes[f"budget_ms:{label}"], units="ms",
+                        note="latency of l1 uniform r8 (b64, 2 threads, measured before pruning)"))
+        rows.append(row(label, "measured_at_prune_time", notes[f"measured_ms:{label}"], units="ms"))
+        rows.append(row(label, "latency_vs_uniform", notes[f"vs_uniform:{label}"], units="x",
+                        note="median per-round ratio to l1 uniform r8, interleaved, after fine-tuning"))
+    for key, b in part_b(args.quick).items():
+        rows.append(row(f"resnet56 l1 global {key}", "speedup_b64", b["speedup_rounds"], units="x",
+                        batch_size=64, threads=2, macs_kept=b["macs_kept"], dense_ms=b["dense_ms"],
+                        pruned_ms=b["pruned_ms"], median=b["speedup"],
+                        timing="20 interleaved rounds of 1 warm-up + 2 timed calls, steady glibc heap"))
     print_table(rows, f"{NAME} (seeds={args.seeds}, quick={args.quick})")
     write_rows(rows, args.out, NAME)
 

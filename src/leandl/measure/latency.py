@@ -153,8 +153,9 @@ def compare_latency(
     Every variant is first called ``max(warmup, 2) + 1`` times. Then each round times every variant with
     :func:`measure_latency`; the order alternates (forward in even rounds, reversed in odd
     ones) so slow drifts of the machine hit all variants alike. On a machine that drifts within
-    seconds, many short rounds (``rounds=30, warmup=0, repeats=1``: the variants interleave
-    call by call) give the steadiest ratios. The first variant in ``fns`` is the baseline.
+    seconds, many short rounds (e.g. ``rounds=20, warmup=1, repeats=3``) give the steadiest
+    ratios; the warm-up call keeps each variant's weights in cache for its timed calls, which
+    matters for small models. The first variant in ``fns`` is the baseline.
 
     Args:
         fns: name -> model or callable, at least one.

@@ -5,8 +5,9 @@ Targets (fractions are of the ORIGINAL model and say what to KEEP):
 - ``{"ratio": r}``: remove a fraction ``r`` of the units (channels/heads/MLP units).
 - ``{"macs": f}``: keep ``f`` of the MACs (``macs=0.5`` keeps 50 %, i.e. halves the MACs).
 - ``{"params": f}``: keep ``f`` of the parameters.
-- ``{"latency_ms": b, "batch_size": 64}``: a measured latency budget (HFP-style lookup table,
-  :mod:`leandl.prune.latency`); lands within a few percent of ``b`` on this machine.
+- ``{"latency_ms": b, "batch_size": 64, "threads": 2}``: a measured latency budget at that
+  batch size and intra-op thread count (default: the current ``torch.get_num_threads()``);
+  HFP-style lookup table, :mod:`leandl.prune.latency`; lands within a few percent of ``b``.
 
 Scope ``global`` ranks units of all groups together on scores divided by their group's mean
 (raw magnitudes are not comparable across layers; untrained nets otherwise lose whole early
@@ -64,7 +65,7 @@ class PruneReport:
 
 def _check(target: dict[str, float], scope: str, max_ratio: float, steps: int) -> str:
     keys = [k for k in target if k in _TARGETS]
-    unknown = [k for k in target if k not in (*_TARGETS, "batch_size")]
+    unknown = [k for k in target if k not in (*_TARGETS, "batch_size", "threads")]
     if len(keys) != 1 or unknown:
         raise ConfigError(f"target must have exactly one of {_TARGETS}, got {dict(target)}",
                           where="target", fix='e.g. {"macs": 0.5} keeps 50 % of the MACs')

@@ -6,8 +6,14 @@
    (norms, activations, adds, pooling) is the measured full latency minus the table's sum,
    scaled by the kept fraction of conv/linear output activations.
 2. **Greedy removal.** Repeatedly remove, from the group where it is cheapest, the chunk of
-   ``round_to`` (default 8) lowest-scoring units that costs the least normalised importance per
-   millisecond saved, until the estimate is within the budget.
+   ``round_to`` (default 8) lowest-scoring units that costs the least importance per
+   millisecond saved, until the estimate is within the budget. A chunk's importance cost is the
+   fall in the log of its group's kept importance, ``log(S_left / (S_left - S_chunk))``, times
+   the number of conv/linear layers the group reaches (a residual stream feeds many). The log
+   makes each further cut into a thinned layer dearer, so with equal latency costs the result
+   stays close to uniform pruning (which fine-tunes well) and departs from it where the table
+   says channels are cheap or dear in time; summing raw normalised scores instead thinned
+   single layers to 8 channels and lost 5 points of accuracy on ResNet-20.
 3. **Verify by measuring** the pruned model; if it misses the budget by more than ``tol``, the
    internal budget is rescaled by budget/measured and the allocation redone (3 tries at most).
 
@@ -158,9 +164,23 @@ class _Estimator:
         return sum(self.layers(kept).values()) + self.rest * act / max(self.act_full, 1)
 
 
+def _reach(est: _Estimator, group: ChannelGroup) -> int:
+    """How many timed conv/linear layers produce or consume the group's units."""
+    return max(1, len({m for role in ("producers", "consumers") for m, p, *_ in group.slices(role)
+                       if p == "weight" and m in est.t.modules}))
+
+
+def _log_loss(scores: torch.Tensor, order: list[int], removed: int, step: int) -> float:
+    """``log(S_left / (S_left - S_chunk))``: the fall in log kept importance of the group."""
+    vals = scores[order[removed:]].double().clamp_min(0)
+    left, chunk = float(vals.sum()), float(vals[:step].sum())
+    return math.log(max(left, 1e-12) / max(left - chunk, 1e-12 * max(left, 1e-12)))
+
+
 def _greedy(est: _Estimator, scores: dict[str, torch.Tensor], budget: float, max_ratio: float,
             chunk: int) -> list[int]:
     groups = est.groups
+    reach = [_reach(est, g) for g in groups]
     kept = [g.size for g in groups]
     order = {g.name: torch.argsort(scores[g.name]).tolist() for g in groups}
     cur = est.total(kept)
@@ -171,8 +191,7 @@ def _greedy(est: _Estimator, scores: dict[str, torch.Tensor], budget: float, max
             new = kept[gi] - step
             if new < max(1, math.ceil((1 - max_ratio) * g.size - 1e-9)):
                 continue
-            removed = g.size - kept[gi]
-            cost = float(sum(scores[g.name][order[g.name][removed: removed + step]]))
+            cost = reach[gi] * _log_loss(scores[g.name], order[g.name], g.size - kept[gi], step)
             trial = kept.copy()
             trial[gi] = new
             gain = cur - est.total(trial)
@@ -195,10 +214,11 @@ def prune_to_latency(model: nn.Module, example_inputs: torch.Tensor, crit: Crite
 
     budget = float(target["latency_ms"])
     batch = int(target.get("batch_size", 64))
+    threads = int(target.get("threads", torch.get_num_threads()))
     x1 = example_inputs[:1]
     groups = channel_groups(model, x1, ignored_layers=ignored)
     scores = normalised(score_groups(model, groups, crit, batches))
-    table = LatencyTable(model, x1, batch_size=batch)
+    table = LatencyTable(model, x1, batch_size=batch, threads=threads)
     est = _Estimator(table, groups)
     goal, best = budget, None
     for _ in range(tries):
@@ -206,7 +226,7 @@ def prune_to_latency(model: nn.Module, example_inputs: torch.Tensor, crit: Crite
         keep = keep_sets(groups, scores, {g.name: k for g, k in zip(groups, kept)})
         trial = copy.deepcopy(model)
         remove_units_(trial, x1, keep)
-        ms = measure_latency(trial, _rebatch(x1, batch), repeats=10).median_ms
+        ms = measure_latency(trial, _rebatch(x1, batch), repeats=20, threads=threads).median_ms
         if best is None or abs(ms - budget) < abs(best[1] - budget):
             best = (keep, ms, est.total(kept))
         if abs(ms - budget) <= tol * budget:
@@ -215,7 +235,7 @@ def prune_to_latency(model: nn.Module, example_inputs: torch.Tensor, crit: Crite
     keep, ms, estimate = best
     remove_units_(model, x1, keep)
     return keep, {"budget_ms": budget, "measured_ms": ms, "estimated_ms": estimate,
-                  "dense_ms": table.full_ms, "batch_size": batch}
+                  "dense_ms": table.full_ms, "batch_size": batch, "threads": threads}
 
 
 def _rebatch(x: torch.Tensor, batch: int) -> torch.Tensor:

@@ -5,10 +5,10 @@ Recipe example::
     - {kind: prune, criterion: l1, target: {macs: 0.5}, scope: global}
 
 ``target`` takes one of ``ratio`` (fraction of units removed), ``macs`` / ``params`` (fraction
-of the original KEPT: ``macs: 0.5`` halves the MACs) or ``latency_ms`` (+ ``batch_size``). Data
-criteria (``taylor``, ``di``) read ``batches`` training batches. When an earlier stage left a
-``prune_keep`` artifact (group name -> kept indices, e.g. the early-bird ticket), that mask is
-applied instead of a criterion. Follow with a ``train`` stage to fine-tune.
+of the original KEPT: ``macs: 0.5`` halves the MACs) or ``latency_ms`` (+ ``batch_size``,
+``threads``). Data criteria (``taylor``, ``di``) read ``batches`` training batches. When an
+earlier stage left a ``prune_keep`` artifact (group name -> kept indices, e.g. the early-bird
+ticket), that mask is applied instead of a criterion. Follow with a ``train`` stage to fine-tune.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ class PruneOptions(Strict):
     @field_validator("target")
     @classmethod
     def _one_target(cls, value: dict[str, float]) -> dict[str, float]:
-        kinds = [k for k in value if k != "batch_size"]
+        kinds = [k for k in value if k not in ("batch_size", "threads")]
         if len(kinds) != 1 or kinds[0] not in ("ratio", "macs", "params", "latency_ms"):
-            raise ValueError("give exactly one of ratio, macs, params or latency_ms (+ batch_size)")
+            raise ValueError("give exactly one of ratio, macs, params or latency_ms "
+                             "(+ batch_size, threads)")
         k, v = kinds[0], value[kinds[0]]
         if k == "ratio" and not 0.0 <= v < 1.0:
             raise ValueError(f"ratio is the fraction of units removed and must be in [0, 1), got {v}")
