@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import leandl
+from leandl.errors import ConfigError
 from leandl.measure import measure_latency
 from leandl.models import create_model
 from leandl.prune.groups import channel_groups
@@ -92,8 +93,23 @@ def test_latency_budget_lands_near_the_budget() -> None:
                         target={"latency_ms": budget, "batch_size": 32}, round_to=8)
     lat = rep.latency
     assert lat["budget_ms"] == budget and lat["batch_size"] == 32
+    assert lat["threads"] == torch.get_num_threads()
     # the verification measurement of the pruned model: within 15 % of the budget here
     # (the implementation aims at 4 %; timing noise on shared CI machines is larger)
     assert abs(lat["measured_ms"] - budget) <= 0.15 * budget, lat
     assert rep.achieved["macs"] < 0.95
     model(torch.randn(2, 3, 16, 16))
+
+
+def test_relative_latency_budget_is_judged_on_the_measured_ratio() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet20", input_shape=(3, 16, 16), width=16)
+    x = torch.randn(1, 3, 16, 16)
+    rep = leandl.prune_(model, x, criterion="l1", round_to=8,
+                        target={"latency": 0.6, "batch_size": 32, "threads": 1})
+    lat = rep.latency
+    assert lat["budget_fraction"] == 0.6 and lat["threads"] == 1
+    assert abs(lat["measured_fraction"] - 0.6) <= 0.1 * 0.6, lat
+    assert lat["measured_ms"] < lat["dense_ms"]
+    with pytest.raises(ConfigError, match="latency"):
+        leandl.prune_(model, x, target={"latency": 1.2})

@@ -8,6 +8,8 @@ Targets (fractions are of the ORIGINAL model and say what to KEEP):
 - ``{"latency_ms": b, "batch_size": 64, "threads": 2}``: a measured latency budget at that
   batch size and intra-op thread count (default: the current ``torch.get_num_threads()``);
   HFP-style lookup table, :mod:`leandl.prune.latency`; lands within a few percent of ``b``.
+- ``{"latency": f, "batch_size": 64, "threads": 2}``: keep a fraction ``f`` of the unpruned
+  model's measured latency (judged on the ratio of interleaved timings: steadier than ms).
 
 Scope ``global`` ranks units of all groups together on scores divided by their group's mean
 (raw magnitudes are not comparable across layers; untrained nets otherwise lose whole early
@@ -39,7 +41,7 @@ from leandl.prune.groups import ChannelGroup, channel_groups, remove_units_
 
 __all__ = ["PruneReport", "prune_", "score_groups"]
 
-_TARGETS = ("ratio", "macs", "params", "latency_ms")
+_TARGETS = ("ratio", "macs", "params", "latency_ms", "latency")
 
 
 @dataclass
@@ -76,6 +78,9 @@ def _check(target: dict[str, float], scope: str, max_ratio: float, steps: int) -
                           fix="ratio in [0, 1) (fraction removed); macs/params in (0, 1] (kept)")
     if key == "latency_ms" and value <= 0:
         raise ConfigError("latency_ms must be > 0", where="target.latency_ms")
+    if key == "latency" and not 0 < value < 1:
+        raise ConfigError(f"latency={value} is out of range", where="target.latency",
+                          fix="a fraction of the unpruned model's measured latency, in (0, 1)")
     if scope not in ("global", "layerwise"):
         raise ConfigError(f"unknown scope {scope!r}", where="scope", fix="use global or layerwise")
     if not 0 < max_ratio < 1:
@@ -130,7 +135,8 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
         example_inputs: an input batch; MACs are counted at batch 1.
         criterion: a ``CRITERIA`` name (``l1``, ``l2``, ``fpgm``, ``bn_scale``, ``taylor``,
             ``di``, ``random``) or a :class:`Criterion`.
-        target: one of ``ratio`` / ``macs`` / ``params`` / ``latency_ms`` (see module doc).
+        target: one of ``ratio`` / ``macs`` / ``params`` / ``latency_ms`` / ``latency`` (see
+            module doc).
         scope: ``global`` (normalised scores ranked together) or ``layerwise``.
         max_ratio: at most this fraction of any group is removed.
         ignored_layers: module names whose output units are kept (default: none beyond the
@@ -159,7 +165,7 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
     if keep is not None:
         remove_units_(model, x1, keep)
         last_keep = keep
-    elif key == "latency_ms":
+    elif key in ("latency_ms", "latency"):
         from leandl.prune.latency import prune_to_latency
 
         last_keep, lat = prune_to_latency(model, example_inputs, crit, target, scope, max_ratio,
@@ -184,7 +190,7 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
         criterion=str(getattr(crit, "name", criterion) if isinstance(criterion, str) else
                       type(crit).__name__), scope=scope, target=target,
         params_before=params0, params_after=params1, macs_before=macs0, macs_after=macs1,
-        widths=widths if keep is None and key != "latency_ms" else {
+        widths=widths if keep is None and not key.startswith("latency") else {
             n: [w[0], len(last_keep.get(n, range(w[0])))] for n, w in widths.items()},
         kept=last_keep,
         achieved={"macs": macs1 / macs0, "params": params1 / params0}, latency=lat,

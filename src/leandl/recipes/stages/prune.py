@@ -5,10 +5,11 @@ Recipe example::
     - {kind: prune, criterion: l1, target: {macs: 0.5}, scope: global}
 
 ``target`` takes one of ``ratio`` (fraction of units removed), ``macs`` / ``params`` (fraction
-of the original KEPT: ``macs: 0.5`` halves the MACs) or ``latency_ms`` (+ ``batch_size``,
-``threads``). Data criteria (``taylor``, ``di``) read ``batches`` training batches. When an
-earlier stage left a ``prune_keep`` artifact (group name -> kept indices, e.g. the early-bird
-ticket), that mask is applied instead of a criterion. Follow with a ``train`` stage to fine-tune.
+of the original KEPT: ``macs: 0.5`` halves the MACs), ``latency_ms`` or ``latency`` (fraction of
+the measured dense latency kept), the last two with ``batch_size`` and ``threads``. Data
+criteria (``taylor``, ``di``) read ``batches`` training batches. When an earlier stage left a
+``prune_keep`` artifact (group name -> kept indices, e.g. the early-bird ticket), that mask is
+applied instead of a criterion. Follow with a ``train`` stage to fine-tune.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class PruneOptions(Strict):
     @classmethod
     def _one_target(cls, value: dict[str, float]) -> dict[str, float]:
         kinds = [k for k in value if k not in ("batch_size", "threads")]
-        if len(kinds) != 1 or kinds[0] not in ("ratio", "macs", "params", "latency_ms"):
-            raise ValueError("give exactly one of ratio, macs, params or latency_ms "
+        if len(kinds) != 1 or kinds[0] not in ("ratio", "macs", "params", "latency_ms", "latency"):
+            raise ValueError("give exactly one of ratio, macs, params, latency_ms or latency "
                              "(+ batch_size, threads)")
         k, v = kinds[0], value[kinds[0]]
         if k == "ratio" and not 0.0 <= v < 1.0:
@@ -59,6 +60,8 @@ class PruneOptions(Strict):
             raise ValueError(f"{k} is the fraction KEPT and must be in (0, 1], got {v}")
         if k == "latency_ms" and v <= 0:
             raise ValueError(f"latency_ms must be > 0, got {v}")
+        if k == "latency" and not 0.0 < v < 1.0:
+            raise ValueError(f"latency is the fraction of the dense latency KEPT, in (0, 1), got {v}")
         return value
 
 
