@@ -28,6 +28,8 @@ def test_steady_allocator_cuts_page_faults_and_can_be_disabled() -> None:
         "from leandl.measure.allocator import steady_allocator\n"
         "print(steady_allocator())\n"
         "x = torch.randn(16, 256, 64)\n"
+        "for _ in range(20):\n"
+        "    y = [x * 2 for _ in range(4)]\n"
         "f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
         "for _ in range(100):\n"
         "    y = [x * 2 for _ in range(4)]\n"
@@ -37,5 +39,6 @@ def test_steady_allocator_cuts_page_faults_and_can_be_disabled() -> None:
         return  # not glibc: nothing to compare
     disabled_state, default = _run(code, LEANDL_STEADY_MALLOC="0").split()
     assert disabled_state == "disabled"
-    # 400 fresh 1 MiB tensors: the default allocator maps (and faults) each of them anew
-    assert int(steady) * 3 < int(default), (steady, default)
+    # after a warm-up, 400 more 1 MiB tensors: the default allocator maps (and faults) each
+    # of them anew, the steady heap reuses its memory
+    assert int(steady) * 10 < int(default), (steady, default)

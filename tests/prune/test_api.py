@@ -144,15 +144,17 @@ with torch.no_grad():
 """
 
 
-def test_resnet56_half_macs_reloads_in_a_fresh_process(tmp_path) -> None:
+@pytest.mark.parametrize("round_to", [8, 16])
+def test_resnet56_half_macs_reloads_in_a_fresh_process(round_to: int, tmp_path) -> None:
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
     model = create_model("resnet56", num_classes=10, input_shape=(3, 32, 32)).eval()
     x = torch.randn(4, 3, 32, 32)
     report = leandl.prune_(model, x, criterion="l1", target={"macs": 0.5}, scope="global",
-                           round_to=8)
+                           round_to=round_to)
     assert report.achieved["macs"] == pytest.approx(0.5, abs=0.03)
+    assert all(b % round_to == 0 for _, b in report.widths.values())
     with torch.no_grad():
         y = model(x)
     save(model, tmp_path / "ck")

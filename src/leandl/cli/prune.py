@@ -35,7 +35,9 @@ def parse_target(text: str) -> dict[str, float]:
 def prune_command(
     checkpoint: str = typer.Argument(..., help="Checkpoint directory or registry model name."),
     criterion: str = typer.Option("l1", "--criterion", help="l1, l2, fpgm, bn_scale, random ..."),
-    target: str = typer.Option("macs=0.5", "--target", help="macs=0.5 keeps 50 % of the MACs."),
+    target: str = typer.Option("macs=0.5", "--target",
+                               help="macs=0.5 keeps 50 % of the MACs; latency=0.6 keeps 60 % of "
+                                    "the measured latency; latency_ms=20 is a budget in ms."),
     out: Path = typer.Option(..., "--out", help="Output checkpoint directory."),
     input_shape: str = typer.Option("1,3,32,32", "--input-shape", help="Batch-first shape."),
     round_to: Optional[int] = typer.Option(8, "--round-to", help="Round kept widths (0: off)."),
@@ -62,11 +64,17 @@ def prune_command(
                              "or a recipe with a prune stage")
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     dense = __import__("copy").deepcopy(model).eval()
-    report = prune_(model, x, criterion=criterion, target=parse_target(target), scope=scope,
+    goal = parse_target(target)
+    if any(k.startswith("latency") for k in goal):  # time the budget as the summary below does
+        goal.setdefault("batch_size", batch_size)
+        if threads is not None:
+            goal.setdefault("threads", threads)
+    report = prune_(model, x, criterion=criterion, target=goal, scope=scope,
                     max_ratio=max_ratio, round_to=round_to or None)
     save(model, out, metrics={"prune": report.to_dict()})
     xb = x[:1].expand(batch_size, *x.shape[1:]).contiguous()
-    lat = compare_latency({"dense": dense, "pruned": model.eval()}, xb, threads=threads)
+    lat = compare_latency({"dense": dense, "pruned": model.eval()}, xb, rounds=10, warmup=1,
+                          repeats=3, threads=threads)
     typer.echo(f"params  {report.params_before / 1e6:.3f} M -> {report.params_after / 1e6:.3f} M")
     typer.echo(f"MACs    {report.macs_before / 1e6:.2f} M -> {report.macs_after / 1e6:.2f} M "
                f"({100 * report.achieved['macs']:.1f} % kept, batch 1)")

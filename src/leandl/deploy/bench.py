@@ -7,13 +7,14 @@ For every backend, :func:`bench_backends`
 2. compares its outputs with eager PyTorch on ``check_inputs`` (a batch of real or synthetic
    inputs): ``max_abs_diff = max |y_backend - y_eager|`` and ``top1_agreement`` = fraction of
    samples with the same argmax;
-3. for each thread count and batch size, measures latency with
-   :func:`leandl.measure.measure_latency` (median and p90 in ms over ``repeats`` calls after
-   ``warmup``; the first warm-up call absorbs compilation), throughput = batch / median
-   (samples/s).
+3. for each thread count and batch size, times all backends together with
+   :func:`leandl.measure.compare_latency`: ``warmup`` untimed calls each first (the first one
+   absorbs compilation), then ``repeats // 2`` interleaved rounds of one warm-up and two timed
+   calls per backend; median and p90 in ms over the timed calls, throughput = batch / median
+   (samples/s). Interleaving keeps the ratios between backends meaningful on a machine whose
+   speed drifts.
 
-Rows (one per backend x batch size x threads) have the keys of :data:`ROW_KEYS`. Timings are
-sequential; for ratios on a noisy machine use :func:`leandl.measure.compare_latency`.
+Rows (one per backend x batch size x threads) have the keys of :data:`ROW_KEYS`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import nn
 
 from leandl.deploy.backend import BuiltBackend
 from leandl.deploy.onnx_export import compare_outputs
-from leandl.measure import measure_latency
+from leandl.measure import compare_latency, measure_latency
 from leandl.measure._util import as_args, rebatch
 from leandl.registry import BACKENDS
 
@@ -57,25 +58,36 @@ def _check(built: BuiltBackend, reference: torch.Tensor, check_inputs: Any, thre
     return {"max_abs_diff": res.max_abs_diff, "top1_agreement": res.top1_agreement}
 
 
-def _time_backend(built: BuiltBackend, name: str, base: dict[str, Any], check_inputs: Any,
-                  batch_sizes: Sequence[int], threads: Sequence[int | None], warmup: int,
-                  repeats: int) -> list[dict[str, Any]]:
-    rows = []
+def _time_all(built: dict[str, BuiltBackend], check_inputs: Any, batch_sizes: Sequence[int],
+              threads: Sequence[int], warmup: int, repeats: int) -> dict[tuple[str, int, int], Any]:
+    """Per (backend, batch, threads): LatencyStats, or a failure reason (str).
+
+    For each thread count and batch size the backends that run are timed together in
+    interleaved rounds (one warm-up call and two timed calls each per round), so a drift of the
+    machine moves all of them alike and their ratios stay meaningful.
+    """
+    out: dict[tuple[str, int, int], Any] = {}
     for t in threads:
-        try:
-            run = built.runner(t)
-        except Exception as exc:  # a session that cannot open is a failed row, not a crash
-            rows += [_row(name, bs, t, _reason(exc), **base) for bs in batch_sizes]
-            continue
-        for bs in batch_sizes:
+        runners = {}
+        for name, b in built.items():
             try:
-                stats = measure_latency(run, rebatch(check_inputs, bs), warmup=max(1, warmup), repeats=repeats,
-                                        threads=t)
-                rows.append(_row(name, bs, t, "ok", latency_ms=stats.median_ms, p90_ms=stats.p90_ms,
-                                 throughput=stats.throughput_per_s, **base))
-            except Exception as exc:  # e.g. a runtime that rejects this batch size
-                rows.append(_row(name, bs, t, _reason(exc), **base))
-    return rows
+                runners[name] = b.runner(t)
+            except Exception as exc:  # a session that cannot open is a failed row, not a crash
+                out.update({(name, bs, t): _reason(exc) for bs in batch_sizes})
+        for bs in batch_sizes:
+            x = rebatch(check_inputs, bs)
+            ok = {}
+            for name, run in runners.items():
+                try:
+                    measure_latency(run, x, warmup=max(1, warmup), repeats=1, threads=t)
+                    ok[name] = run
+                except Exception as exc:  # e.g. a runtime that rejects this batch size
+                    out[(name, bs, t)] = _reason(exc)
+            if ok:
+                res = compare_latency(ok, x, rounds=max(1, repeats // 2), warmup=1, repeats=2,
+                                      threads=t)
+                out.update({(name, bs, t): res.stats[name] for name in ok})
+    return out
 
 
 def bench_backends(
@@ -114,15 +126,30 @@ def bench_backends(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
+        built: dict[str, BuiltBackend] = {}
+        bases: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
         for name in backends:
             try:
-                built = BACKENDS.get(name)().build(model, check_inputs, calibration, root / name)
-                base: dict[str, Any] = {"size_bytes": built.size_bytes}
-                base.update(_check(built, reference, check_inputs, threads[0]))
+                built[name] = BACKENDS.get(name)().build(model, check_inputs, calibration, root / name)
+                bases[name] = {"size_bytes": built[name].size_bytes}
+                bases[name].update(_check(built[name], reference, check_inputs, threads[0]))
             except Exception as exc:  # build or check failed: report it for every row
-                rows += [_row(name, bs, t, _reason(exc)) for t in threads for bs in batch_sizes]
-                continue
-            rows += _time_backend(built, name, base, check_inputs, batch_sizes, threads, warmup, repeats)
+                failed[name] = _reason(exc)
+                built.pop(name, None)
+        timed = _time_all(built, check_inputs, batch_sizes, threads, warmup, repeats)
+        for name in backends:
+            for t in threads:
+                for bs in batch_sizes:
+                    if name in failed:
+                        rows.append(_row(name, bs, t, failed[name]))
+                        continue
+                    got = timed[(name, bs, t)]
+                    if isinstance(got, str):
+                        rows.append(_row(name, bs, t, got, **bases[name]))
+                    else:
+                        rows.append(_row(name, bs, t, "ok", latency_ms=got.median_ms, p90_ms=got.p90_ms,
+                                         throughput=got.throughput_per_s, **bases[name]))
     return rows
 
 

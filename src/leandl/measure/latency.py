@@ -22,7 +22,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -63,6 +63,7 @@ class LatencyComparison:
             (> 1 means faster than the baseline; the baseline's own list is all 1.0).
         speedup_median: per variant, the median of its per-round speed-ups.
         threads: intra-op threads in effect during timing.
+        stats: per variant, :class:`LatencyStats` over all its timed calls of all rounds.
     """
 
     baseline: str
@@ -71,6 +72,7 @@ class LatencyComparison:
     speedup: dict[str, list[float]]
     speedup_median: dict[str, float]
     threads: int
+    stats: dict[str, LatencyStats] = field(default_factory=dict)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -110,30 +112,41 @@ def measure_latency(
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats} and {warmup}")
     allocator = steady_allocator()
+    with num_threads(threads) as used:
+        times = _time_calls(fn_or_model, example_input, warmup, repeats, min_time_s)
+    return _stats(times, batch_size_of(example_input), used, allocator)
+
+
+def _time_calls(fn: Callable[..., Any], example_input: Any, warmup: int, repeats: int,
+                min_time_s: float = 0.0) -> list[float]:
+    """Wall times (ms) of ``repeats`` calls after ``warmup``, in eval and inference mode."""
     args = as_args(example_input)
     sync = _synchronizer(args)
     times: list[float] = []
-    with num_threads(threads) as used, eval_mode(fn_or_model), torch.inference_mode():
+    with eval_mode(fn), torch.inference_mode():
         for _ in range(warmup):
-            fn_or_model(*args)
+            fn(*args)
         sync()
         spent = 0.0
         while len(times) < repeats or spent < min_time_s:
             start = time.perf_counter()
-            fn_or_model(*args)
+            fn(*args)
             sync()
             elapsed = time.perf_counter() - start
             spent += elapsed
             times.append(elapsed * 1000.0)
+    return times
+
+
+def _stats(times: list[float], batch: int, threads: int, allocator: str) -> LatencyStats:
     median = statistics.median(times)
-    batch = batch_size_of(example_input)
     return LatencyStats(
         median_ms=median,
         p90_ms=percentile(times, 90.0),
         mean_ms=statistics.fmean(times),
         repeats=len(times),
         batch_size=batch,
-        threads=used,
+        threads=threads,
         throughput_per_s=batch / (median / 1000.0) if median > 0 else float("inf"),
         allocator=allocator,
     )
@@ -173,21 +186,22 @@ def compare_latency(
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     names = list(fns)
     round_ms: dict[str, list[float]] = {n: [] for n in names}
-    steady_allocator()
+    pooled: dict[str, list[float]] = {n: [] for n in names}
+    allocator = steady_allocator()
     with num_threads(threads) as used:
         for name in names:
-            measure_latency(fns[name], example_input, warmup=max(warmup, 2), repeats=1)
+            _time_calls(fns[name], example_input, max(warmup, 2), 1)
         for r in range(rounds):
             for name in names if r % 2 == 0 else reversed(names):
-                stats = measure_latency(
-                    fns[name], example_input, warmup=warmup, repeats=repeats
-                )
-                round_ms[name].append(stats.median_ms)
+                times = _time_calls(fns[name], example_input, warmup, repeats)
+                round_ms[name].append(statistics.median(times))
+                pooled[name].extend(times)
     base = names[0]
     speedup = {
         n: [b / v if v > 0 else float("inf") for b, v in zip(round_ms[base], round_ms[n])]
         for n in names
     }
+    batch = batch_size_of(example_input)
     return LatencyComparison(
         baseline=base,
         median_ms={n: statistics.median(v) for n, v in round_ms.items()},
@@ -195,6 +209,7 @@ def compare_latency(
         speedup=speedup,
         speedup_median={n: statistics.median(v) for n, v in speedup.items()},
         threads=used,
+        stats={n: _stats(pooled[n], batch, used, allocator) for n in names},
     )
 
 
