@@ -55,3 +55,25 @@ def test_two_batch_training(mlp, blobs):
     cfg = TrainConfig(epochs=1, batch_size=32, progress=False, checkpoint_every=0)
     res = Trainer(mlp, cfg, train_data=train, val_data=val, num_classes=3, techniques=[LayerFreezing(0.5)]).fit()
     assert res.history[0]["samples_trained"] == 64 and "freeze_backward_fraction_saved" in res.metrics
+
+
+def test_frozen_blocks_keep_their_batch_norm_statistics(blobs):
+    train, val = blobs
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU()),
+                          nn.Sequential(nn.Linear(16, 16), nn.BatchNorm1d(16), nn.ReLU()), nn.Linear(16, 3))
+    stats: list[torch.Tensor] = []
+
+    class Probe(Technique):
+        name = "probe"
+        order = 100
+
+        def batch_end(self, state):
+            stats.append(model[0][1].running_mean.clone())
+
+    cfg = TrainConfig(epochs=4, batch_size=32, progress=False, checkpoint_every=0)  # 8 steps
+    Trainer(model, cfg, train_data=train, val_data=val, num_classes=3,
+            techniques=[LayerFreezing(t0=0.5, layers=["0", "1", "2"]), Probe()]).fit()
+    # block 0 freezes from step 4 (progress 0.5): its statistics move before, never after
+    assert not torch.equal(stats[0], stats[3])
+    assert all(torch.equal(stats[3], s) for s in stats[4:])

@@ -10,8 +10,10 @@ as in FreezeOut's schedule; the last block (the classifier head) has ``t_{L-1} =
 to the end. A frozen block keeps ``requires_grad=False`` (set *before* the forward), so its
 weight gradients are never computed, and because frozen blocks form a prefix of the network the
 backward pass stops at the first trainable block (no input gradients below it, no saved
-activations). FreezeOut also anneals each layer's learning rate to zero by its freeze time; here
-the trainer's global schedule is kept (freezing only), a documented simplification.
+activations). A frozen block's batch-norm layers switch to their running statistics and stop
+updating them, so a frozen block is a fixed function. FreezeOut also anneals each layer's
+learning rate to zero by its freeze time; here the trainer's global schedule is kept (freezing
+only), a documented simplification.
 Cost saved: per trained sample ``sum_{frozen} F_b`` weight-gradient MACs plus, for the default
 blocks (a prefix of the model), the input-gradient MACs of the frozen prefix except those of the
 model's first conv/linear layer (which the baseline never computes either):
@@ -79,6 +81,13 @@ def _first_compute_macs(model: nn.Module, example: Any) -> int:
     return 0
 
 
+def _freeze_norm_stats_(module: nn.Module) -> None:
+    """Batch-norm layers of a frozen block stop updating their running statistics."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
 @TECHNIQUES.register("layer_freezing")
 class LayerFreezing(Technique):
     """Freeze blocks front to back on a FreezeOut schedule (arXiv 1706.04983)."""
@@ -124,6 +133,8 @@ class LayerFreezing(Technique):
             for i, (_, module) in enumerate(self.units):
                 set_trainable_(module, i >= k)
             self.n_frozen = k
+        for _, module in self.units[:k]:  # the trainer puts the model in train mode each epoch
+            _freeze_norm_stats_(module)
         batch = int(state.inputs.shape[0])
         self.samples_trained += batch
         saved = batch * self.prefix_saved[k]
