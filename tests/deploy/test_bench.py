@@ -21,6 +21,34 @@ class BrokenBackend(Backend):
         raise RuntimeError("cannot lower op aten::frobnicate")
 
 
+@BACKENDS.register("test-small-batches")
+class SmallBatchBackend(Backend):
+    """Eager, but its runtime rejects batches above 4 (a failure at timing time)."""
+
+    name = "test-small-batches"
+
+    def build(self, model, example_inputs, calibration, workdir: Path) -> BuiltBackend:
+        def make(threads):
+            def run(x):
+                if x.shape[0] > 4:
+                    raise ValueError(f"batch {x.shape[0]} > 4 not supported")
+                return model(x)
+            return run
+        return BuiltBackend(self.name, 0, make)
+
+
+def test_a_batch_size_a_backend_rejects_fails_only_that_row(trained_digits_cnn, digits) -> None:
+    x = torch.stack([digits.test[i][0] for i in range(4)])
+    rows = bench_backends(trained_digits_cnn, ["eager", "test-small-batches"], x, batch_sizes=(2, 8),
+                          threads=(1,), warmup=1, repeats=4)
+    by = {(r["backend"], r["batch_size"]): r for r in rows}
+    assert by[("test-small-batches", 8)]["status"].startswith("failed: ValueError: batch 8 > 4")
+    assert by[("test-small-batches", 2)]["status"] == "ok"
+    assert by[("eager", 8)]["status"] == "ok" and by[("eager", 2)]["status"] == "ok"
+    # both ran in the same interleaved rounds at batch 2: 2 rounds x 2 timed calls each
+    assert by[("eager", 2)]["latency_ms"] > 0 and by[("test-small-batches", 2)]["latency_ms"] > 0
+
+
 def test_rows_have_keys_and_outputs_are_checked(trained_digits_cnn, digits) -> None:
     x = torch.stack([digits.test[i][0] for i in range(32)])
     cal = [torch.stack([digits.train[i][0] for i in range(32)])]
