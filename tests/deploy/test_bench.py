@@ -97,3 +97,11 @@ def test_cli_bench_json_and_export(tmp_path, trained_digits_cnn, capsys) -> None
     info = json.loads(capsys.readouterr().out)
     assert info["max_abs_diff"] < 1e-4 and info["int8_top1_agreement"] >= 0.9
     assert (tmp_path / "out" / "m.int8.onnx").is_file() and info["size_ratio"] > 1.5
+
+
+def test_channels_last_backend_matches_eager(trained_digits_cnn, digits) -> None:
+    x = torch.stack([digits.test[i][0] for i in range(16)])
+    rows = bench_backends(trained_digits_cnn, ["eager", "eager-channels-last"], x, batch_sizes=(16,),
+                          threads=(1,), warmup=1, repeats=2)
+    cl = next(r for r in rows if r["backend"] == "eager-channels-last")
+    assert cl["status"] == "ok" and cl["max_abs_diff"] < 1e-5 and cl["top1_agreement"] == 1.0

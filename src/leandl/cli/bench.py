@@ -39,7 +39,9 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench_cmd(
         ckpt: Annotated[str, typer.Argument(help="checkpoint directory (holds leandl.json)")],
-        backends: Annotated[str, typer.Option("--backends", help="comma-separated backend names")] =
+        backends: Annotated[str, typer.Option(
+            "--backends", help="comma-separated backend names; also eager-channels-last, "
+                               "onnxruntime-dynamic-int8, torchao-x86")] =
             "eager,torchscript,compile,onnxruntime,onnxruntime-int8",
         batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="batch sizes: 1,64")] = "1,64",
         threads: Annotated[str, typer.Option("--threads", help="intra-op thread counts: 1,2")] = "1,2",

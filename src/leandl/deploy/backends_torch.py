@@ -1,7 +1,12 @@
-"""PyTorch backends: ``eager``, ``torchscript`` (trace) and ``compile`` (``torch.compile``).
+"""PyTorch backends: ``eager``, ``eager-channels-last``, ``torchscript`` (trace) and ``compile``.
 
 - ``eager``: the model as is, in eval mode, under ``torch.inference_mode``; artifact = the
   safetensors weights.
+- ``eager-channels-last``: the same with weights and 4-D inputs in channels-last (NHWC) memory
+  format; inputs given as NCHW are converted on every call and that copy is timed. On CPU it
+  spares oneDNN the NCHW <-> blocked reorders around every convolution (``leandl bench``,
+  ResNet-56, batch 64, 2 threads: 1.21x faster than plain eager dense, 1.19x for a model pruned
+  to 50 % of the MACs with widths in multiples of 16).
 - ``torchscript``: ``torch.jit.trace`` with the example batch; works on torch 2.13 but every
   entry point warns it is deprecated (silenced here); artifact = the ``torch.jit.save`` bytes.
 - ``compile``: ``torch.compile`` (Inductor); 1.25-2.7x over eager at batch 64 here but the first
@@ -26,7 +31,7 @@ from leandl.measure._util import as_args
 from leandl.measure.size import weights_size_bytes
 from leandl.registry import BACKENDS
 
-__all__ = ["EagerBackend", "TorchScriptBackend", "CompileBackend"]
+__all__ = ["EagerBackend", "EagerChannelsLastBackend", "TorchScriptBackend", "CompileBackend"]
 
 
 def _eval_copy(model: nn.Module) -> nn.Module:
@@ -42,6 +47,22 @@ class EagerBackend(Backend):
     def build(self, model: nn.Module, example_inputs: Any, calibration: Sequence[Any], workdir: Path) -> BuiltBackend:
         m = _eval_copy(model)
         return BuiltBackend(self.name, weights_size_bytes(m), lambda threads: m)
+
+
+@BACKENDS.register("eager-channels-last")
+class EagerChannelsLastBackend(Backend):
+    """Eager PyTorch fp32 with channels-last (NHWC) weights and 4-D inputs."""
+
+    name = "eager-channels-last"
+
+    def build(self, model: nn.Module, example_inputs: Any, calibration: Sequence[Any], workdir: Path) -> BuiltBackend:
+        m = _eval_copy(model).to(memory_format=torch.channels_last)
+
+        def run(*args: Any) -> Any:
+            return m(*(a.contiguous(memory_format=torch.channels_last)
+                       if isinstance(a, torch.Tensor) and a.dim() == 4 else a for a in args))
+
+        return BuiltBackend(self.name, weights_size_bytes(m), lambda threads: run)
 
 
 @BACKENDS.register("torchscript")
