@@ -316,7 +316,7 @@ class Trainer:
             self.logger.log({"event": "nan_skipped", "step": st.step, "epoch": st.epoch})
             return
         raise TrainingError(
-            f"the loss became non-finite ({float(st.loss)}) at step {st.step} (epoch {st.epoch}, batch "
+            f"the loss became non-finite ({float(st.loss.detach())}) at step {st.step} (epoch {st.epoch}, batch "
             f"{st.batch_index}); last good checkpoint: {last}",
             fix="lower the learning rate, add grad_clip, or set on_nan: skip_batch; then run again with --resume",
         )
