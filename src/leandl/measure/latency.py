@@ -163,9 +163,9 @@ def compare_latency(
 ) -> LatencyComparison:
     """Time several variants in alternating rounds and report per-round ratios.
 
-    Every variant is first called ``max(warmup, 2) + 1`` times. Then each round times every variant with
-    :func:`measure_latency`; the order alternates (forward in even rounds, reversed in odd
-    ones) so slow drifts of the machine hit all variants alike. On a machine that drifts within
+    Every variant is first called ``max(warmup, 2) + 1`` times. Then each round calls every
+    variant ``warmup`` times untimed and ``repeats`` times timed; the order alternates (forward
+    in even rounds, reversed in odd ones) so slow drifts of the machine hit all variants alike. On a machine that drifts within
     seconds, many short rounds (e.g. ``rounds=20, warmup=1, repeats=3``) give the steadiest
     ratios; the warm-up call keeps each variant's weights in cache for its timed calls, which
     matters for small models. The first variant in ``fns`` is the baseline.

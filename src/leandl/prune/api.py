@@ -39,7 +39,7 @@ from leandl.prune._alloc import CostModel, allocate, keep_sets, normalised
 from leandl.prune.criteria import Criterion, get_criterion
 from leandl.prune.groups import ChannelGroup, channel_groups, remove_units_
 
-__all__ = ["PruneReport", "prune_", "score_groups"]
+__all__ = ["PruneReport", "prune_", "score_groups", "check_target"]
 
 _TARGETS = ("ratio", "macs", "params", "latency_ms", "latency")
 
@@ -65,11 +65,13 @@ class PruneReport:
         return asdict(self)
 
 
-def _check(target: dict[str, float], scope: str, max_ratio: float, steps: int) -> str:
+def check_target(target: dict[str, float]) -> str:
+    """The target's kind (``macs``, ``latency`` ...) after validating it; ConfigError otherwise."""
     keys = [k for k in target if k in _TARGETS]
     unknown = [k for k in target if k not in (*_TARGETS, "batch_size", "threads")]
     if len(keys) != 1 or unknown:
-        raise ConfigError(f"target must have exactly one of {_TARGETS}, got {dict(target)}",
+        raise ConfigError(f"target must have exactly one of {_TARGETS} (+ batch_size, threads for "
+                          f"latency targets), got {dict(target)}",
                           where="target", fix='e.g. {"macs": 0.5} keeps 50 % of the MACs')
     key = keys[0]
     value = float(target[key])
@@ -81,6 +83,11 @@ def _check(target: dict[str, float], scope: str, max_ratio: float, steps: int) -
     if key == "latency" and not 0 < value < 1:
         raise ConfigError(f"latency={value} is out of range", where="target.latency",
                           fix="a fraction of the unpruned model's measured latency, in (0, 1)")
+    return key
+
+
+def _check(target: dict[str, float], scope: str, max_ratio: float, steps: int) -> str:
+    key = check_target(target)
     if scope not in ("global", "layerwise"):
         raise ConfigError(f"unknown scope {scope!r}", where="scope", fix="use global or layerwise")
     if not 0 < max_ratio < 1:

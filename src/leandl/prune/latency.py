@@ -218,10 +218,12 @@ def prune_to_latency(model: nn.Module, example_inputs: torch.Tensor, crit: Crite
     """Prune ``model`` in place until its measured latency is within ``tol`` of the budget.
 
     ``target`` holds ``latency_ms`` (absolute, ms) or ``latency`` (fraction of the unpruned
-    model's latency), plus ``batch_size`` and ``threads``. Each candidate is verified by timing
-    it interleaved with the unpruned model (:func:`compare_latency`); a fraction is judged on the
-    median per-round ratio, which the machine's drift does not move, an absolute budget on the
-    candidate's median.
+    model's latency), plus ``batch_size`` and ``threads``. Both are worked as a fraction of the
+    unpruned model's latency: an absolute budget is divided by the unpruned model's median over
+    every timing in the call. Each candidate is timed interleaved with the unpruned model
+    (:func:`compare_latency`) and judged on the median per-round ratio, which the machine's drift
+    does not move; ``measured_ms`` is that ratio times the unpruned median, ``measured_ms_raw``
+    the candidate's own median.
     """
     from leandl.prune.api import score_groups
 
@@ -234,11 +236,20 @@ def prune_to_latency(model: nn.Module, example_inputs: torch.Tensor, crit: Crite
     scores = normalised(score_groups(model, groups, crit, batches))
     table = LatencyTable(model, x1, batch_size=batch, threads=threads)
     est = _Estimator(table, groups)
-    goal = goal_value * table.full_ms if relative else goal_value
+    est_full = est.total([g.size for g in groups])
     xb = _rebatch(x1, batch)
-    best = None
+    dense_seen: list[float] = []
+    if not relative:  # an absolute budget becomes a fraction of the unpruned model's latency
+        dense_seen.append(compare_latency({"dense": model}, xb, rounds=4, warmup=1, repeats=3,
+                                          threads=threads).median_ms["dense"])
+
+    def wanted() -> float:
+        return goal_value if relative else goal_value / statistics.median(dense_seen)
+
+    frac_goal = wanted()
+    best: dict[str, Any] | None = None
     for _ in range(tries):
-        kept = _greedy(est, scores, goal, max_ratio, round_to or 8)
+        kept = _greedy(est, scores, frac_goal * est_full, max_ratio, round_to or 8)
         keep = keep_sets(groups, scores, {g.name: k for g, k in zip(groups, kept)})
         trial = copy.deepcopy(model)
         remove_units_(trial, x1, keep)
@@ -246,19 +257,23 @@ def prune_to_latency(model: nn.Module, example_inputs: torch.Tensor, crit: Crite
                               threads=threads)
         fraction = statistics.median(t / d for t, d in zip(cmp.round_ms["trial"],
                                                             cmp.round_ms["dense"]))
-        got = fraction if relative else cmp.median_ms["trial"]
-        if best is None or abs(got - goal_value) < abs(best[1] - goal_value):
-            best = (keep, got, est.total(kept), cmp.median_ms["trial"], fraction,
-                    cmp.median_ms["dense"])
-        if abs(got - goal_value) <= tol * goal_value:
+        dense_seen.append(cmp.median_ms["dense"])
+        want = wanted()
+        if best is None or abs(fraction - want) < abs(best["measured_fraction"] - want):
+            best = {"keep": keep, "measured_fraction": fraction, "estimated_ms": est.total(kept),
+                    "measured_ms_raw": cmp.median_ms["trial"]}
+        if abs(fraction - want) <= tol * want:
             break
-        goal *= goal_value / got
-    keep, _, estimate, ms, fraction, dense_ms = best
-    remove_units_(model, x1, keep)
-    out = {"measured_ms": ms, "measured_fraction": fraction, "estimated_ms": estimate,
+        frac_goal *= want / fraction
+    assert best is not None  # tries >= 1
+    remove_units_(model, x1, best["keep"])
+    dense_ms = statistics.median(dense_seen)
+    out = {"measured_ms": best["measured_fraction"] * dense_ms,
+           "measured_ms_raw": best["measured_ms_raw"],
+           "measured_fraction": best["measured_fraction"], "estimated_ms": best["estimated_ms"],
            "dense_ms": dense_ms, "batch_size": batch, "threads": threads}
     out["budget_fraction" if relative else "budget_ms"] = goal_value
-    return keep, out
+    return best["keep"], out
 
 
 def _rebatch(x: torch.Tensor, batch: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from leandl.errors import ConfigError
 from leandl.recipes.context import RunContext
 from leandl.recipes.schema import Strict
 from leandl.recipes.stage import Stage, StageResult
@@ -49,19 +50,12 @@ class PruneOptions(Strict):
     @field_validator("target")
     @classmethod
     def _one_target(cls, value: dict[str, float]) -> dict[str, float]:
-        kinds = [k for k in value if k not in ("batch_size", "threads")]
-        if len(kinds) != 1 or kinds[0] not in ("ratio", "macs", "params", "latency_ms", "latency"):
-            raise ValueError("give exactly one of ratio, macs, params, latency_ms or latency "
-                             "(+ batch_size, threads)")
-        k, v = kinds[0], value[kinds[0]]
-        if k == "ratio" and not 0.0 <= v < 1.0:
-            raise ValueError(f"ratio is the fraction of units removed and must be in [0, 1), got {v}")
-        if k in ("macs", "params") and not 0.0 < v <= 1.0:
-            raise ValueError(f"{k} is the fraction KEPT and must be in (0, 1], got {v}")
-        if k == "latency_ms" and v <= 0:
-            raise ValueError(f"latency_ms must be > 0, got {v}")
-        if k == "latency" and not 0.0 < v < 1.0:
-            raise ValueError(f"latency is the fraction of the dense latency KEPT, in (0, 1), got {v}")
+        from leandl.prune.api import check_target
+
+        try:
+            check_target(value)
+        except ConfigError as exc:  # pydantic reports ValueErrors with the field's location
+            raise ValueError(str(exc)) from None
         return value
 
 
