@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from leandl.deploy.calibration import TensorDataReader
+from leandl.deploy.conv_padding import pad_input_convs
 from leandl.errors import ConfigError
 
 __all__ = ["CalibrateMethod", "quantize_static_onnx", "quantize_dynamic_onnx", "op_counts", "compact_names",
@@ -68,6 +69,7 @@ def quantize_static_onnx(
     calibrate_method: CalibrateMethod = "minmax",
     per_channel: bool = True,
     reduce_range: bool = False,
+    pad_input_channels: int | None = 4,
 ) -> Path:
     """Static int8 QDQ quantization of an ONNX file, calibrated on ``calibration`` batches.
 
@@ -78,6 +80,9 @@ def quantize_static_onnx(
         calibrate_method: activation range estimator.
         per_channel: one weight scale per output channel (else per tensor).
         reduce_range: 7-bit weights (see the module notes).
+        pad_input_channels: zero-pad the input channels of convolutions that read a graph input
+            to a multiple of this, so ONNX Runtime's fast int8 conv kernel applies to the stem
+            (:mod:`leandl.deploy.conv_padding`; exact). ``None`` leaves the graph as it is.
 
     Returns:
         ``out_path``.
@@ -92,7 +97,10 @@ def quantize_static_onnx(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
-        names = [i.name for i in onnx.load(str(pre)).graph.input]
+        graph = onnx.load(str(pre))
+        if pad_input_channels is not None and pad_input_convs(graph, pad_input_channels):
+            onnx.save(graph, str(pre))
+        names = [i.name for i in graph.graph.input if i.name not in {t.name for t in graph.graph.initializer}]
         reader = TensorDataReader(calibration, names)
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress lines
             quantize_static(str(pre), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
