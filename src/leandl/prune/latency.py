@@ -5,9 +5,12 @@
    table. Layer latency at other widths is interpolated bilinearly. The rest of the network
    (norms, activations, adds, pooling) is the measured full latency minus the table's sum,
    scaled by the kept fraction of conv/linear output activations.
-2. **Greedy removal.** Repeatedly remove, from the group where it is cheapest, the chunk of
-   ``round_to`` (default 8) lowest-scoring units that costs the least importance per
-   millisecond saved, until the estimate is within the budget. A chunk's importance cost is the
+   Each table is made non-decreasing in both widths (noise otherwise shows savings that do
+   not exist).
+2. **Greedy removal.** Repeatedly remove, from the group where it is cheapest, the 1 to 4
+   chunks of ``round_to`` (default 8) lowest-scoring units that cost the least importance per
+   millisecond saved, until the estimate is within the budget (looking up to 4 chunks ahead
+   crosses the plateaus of step-shaped latency, where one chunk saves nothing). A chunk's importance cost is the
    fall in the log of its group's kept importance, ``log(S_left / (S_left - S_chunk))``, times
    the number of conv/linear layers the group reaches (a residual stream feeds many). The log
    makes each further cut into a thinned layer dearer, so with equal latency costs the result
@@ -52,6 +55,20 @@ def _grid(full: int, points: int = 9) -> list[int]:
         return [full]
     vals = {full, 8} | {max(8, int(round(full * i / (points - 1) / 8)) * 8) for i in range(1, points - 1)}
     return sorted(v for v in vals if v <= full)
+
+
+def _monotone(rows: list[list[float]]) -> list[list[float]]:
+    """Make a table non-decreasing in both widths (running maximum along rows, then columns).
+
+    A layer never gets faster by growing wider; a grid point measured faster than a narrower
+    neighbour is timing noise, and left in place it makes the greedy see a saving that is not
+    there (or a loss where there is a saving).
+    """
+    out = [list(r) for r in rows]
+    for i, r in enumerate(out):
+        for o in range(len(r)):
+            r[o] = max(r[o], r[o - 1] if o else r[o], out[i - 1][o] if i else r[o])
+    return out
 
 
 def _interp(xs: list[int], x: float) -> tuple[int, int, float]:
@@ -110,7 +127,7 @@ class LatencyTable:
             cin, cout = m.weight.shape[1] * getattr(m, "groups", 1), m.weight.shape[0]
             dw = getattr(m, "groups", 1) > 1
             ins, outs = (_grid(cin), _grid(cout)) if not dw else ([cin], _grid(cout))
-            rows = [[self._time(m, name, i, o, dw) for o in outs] for i in ins]
+            rows = _monotone([[self._time(m, name, i, o, dw) for o in outs] for i in ins])
             self.tables[key] = (ins, outs, rows)
         return self.tables[key]
 
@@ -184,7 +201,13 @@ def _log_loss(scores: torch.Tensor, order: list[int], removed: int, step: int) -
 
 
 def _greedy(est: _Estimator, scores: dict[str, torch.Tensor], budget: float, max_ratio: float,
-            chunk: int) -> list[int]:
+            chunk: int, lookahead: int = 4) -> list[int]:
+    """Kept units per group: remove chunks by least importance cost per ms until ``budget``.
+
+    A move removes 1 to ``lookahead`` chunks from one group, judged by its whole cost over its
+    whole saving: latency is step-shaped in the width, so a single chunk may save nothing (a
+    plateau) where two save a lot; a one-chunk greedy stalls there and leaves that layer whole.
+    """
     groups = est.groups
     reach = [_reach(est, g) for g in groups]
     kept = [g.size for g in groups]
@@ -194,16 +217,18 @@ def _greedy(est: _Estimator, scores: dict[str, torch.Tensor], budget: float, max
         best, best_val = None, float("inf")
         for gi, g in enumerate(groups):
             step = chunk if g.size > chunk else 1
-            new = kept[gi] - step
-            if new < max(1, math.ceil((1 - max_ratio) * g.size - 1e-9)):
-                continue
-            cost = reach[gi] * _log_loss(scores[g.name], order[g.name], g.size - kept[gi], step)
-            trial = kept.copy()
-            trial[gi] = new
-            gain = cur - est.total(trial)
-            val = cost / gain if gain > 1e-9 else float("inf")
-            if val < best_val:
-                best, best_val = (gi, new), val
+            floor = max(1, math.ceil((1 - max_ratio) * g.size - 1e-9))
+            for j in range(1, lookahead + 1):
+                new = kept[gi] - j * step
+                if new < floor:
+                    break
+                cost = reach[gi] * _log_loss(scores[g.name], order[g.name], g.size - kept[gi], j * step)
+                trial = kept.copy()
+                trial[gi] = new
+                gain = cur - est.total(trial)
+                val = cost / gain if gain > 1e-9 else float("inf")
+                if val < best_val:
+                    best, best_val = (gi, new), val
         if best is None:
             break
         kept[best[0]] = best[1]
