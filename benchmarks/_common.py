@@ -51,7 +51,8 @@ def versions() -> dict[str, str]:
 def row(method: str, metric: str, values: list[float], **extra: Any) -> dict[str, Any]:
     """One result row: mean/std/n over ``values`` plus extra keys."""
     mean, std = mean_std(values)
-    return {"method": method, "metric": metric, "mean": mean, "std": std, "n": len(values), **extra}
+    return {"method": method, "metric": metric, "mean": mean, "std": std, "n": len(values),
+            "values": [float(v) for v in values], **extra}
 
 
 def write_rows(rows: list[dict[str, Any]], out: Path, name: str) -> None:

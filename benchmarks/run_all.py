@@ -33,7 +33,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 _STANDARD = ("method", "metric", "mean", "std", "n", "units")
-_HIDDEN = ("versions", "date")
+_HIDDEN = ("versions", "date", "values")
 TAIL_LINES = 15
 
 

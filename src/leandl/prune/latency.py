@@ -20,7 +20,9 @@
    saves time in every block it feeds but counted as one unit.)
 3. **Verify by measuring** the pruned model, interleaved with the unpruned one; if it misses
    the budget by more than ``tol``, the internal budget is rescaled by budget/measured and the
-   allocation redone (5 tries at most). A budget given as a fraction of the unpruned model's
+   allocation redone (5 tries at most). A reading inside the tolerance is confirmed by a fresh,
+   longer measurement, and that one is kept and reported (the first reading to fall inside is
+   biased low: noise picked it). A budget given as a fraction of the unpruned model's
    latency (``{"latency": 0.6}``) is judged on the measured ratio, which is what lands reliably
    on a machine whose speed drifts by tens of percent within a minute; an absolute budget
    (``latency_ms``) can only be as steady as the machine.
@@ -278,15 +280,18 @@ def prune_to_latency(model: nn.Module, example_inputs: torch.Tensor, crit: Crite
         keep = keep_sets(groups, scores, {g.name: k for g, k in zip(groups, kept)})
         trial = copy.deepcopy(model)
         remove_units_(trial, x1, keep)
-        cmp = compare_latency({"dense": model, "trial": trial}, xb, rounds=8, warmup=1, repeats=3,
-                              threads=threads)
-        fraction = statistics.median(t / d for t, d in zip(cmp.round_ms["trial"],
-                                                            cmp.round_ms["dense"]))
-        dense_seen.append(cmp.median_ms["dense"])
+        fraction, trial_ms = _fraction(model, trial, xb, threads, 8, dense_seen)
         want = wanted()
+        if abs(fraction - want) <= tol * want:
+            # Confirm with a fresh, longer measurement and keep that one: accepting the first
+            # reading that happens to fall inside the tolerance favours readings that noise
+            # pushed down (ResNet-20 at ~0.38 of dense: models accepted that way later ran
+            # 1.08x +- 0.09 the latency of the model that had set the budget, 5 seeds).
+            fraction, trial_ms = _fraction(model, trial, xb, threads, 16, dense_seen)
+            want = wanted()
         if best is None or abs(fraction - want) < abs(best["measured_fraction"] - want):
             best = {"keep": keep, "measured_fraction": fraction, "estimated_ms": est.total(kept),
-                    "measured_ms_raw": cmp.median_ms["trial"]}
+                    "measured_ms_raw": trial_ms}
         if abs(fraction - want) <= tol * want:
             break
         frac_goal *= want / fraction
@@ -299,6 +304,16 @@ def prune_to_latency(model: nn.Module, example_inputs: torch.Tensor, crit: Crite
            "dense_ms": dense_ms, "batch_size": batch, "threads": threads}
     out["budget_fraction" if relative else "budget_ms"] = goal_value
     return best["keep"], out
+
+
+def _fraction(model: nn.Module, trial: nn.Module, xb: torch.Tensor, threads: int, rounds: int,
+              dense_seen: list[float]) -> tuple[float, float]:
+    """Median per-round latency ratio trial/model (interleaved) and the trial's median ms."""
+    cmp = compare_latency({"dense": model, "trial": trial}, xb, rounds=rounds, warmup=1, repeats=3,
+                          threads=threads)
+    dense_seen.append(cmp.median_ms["dense"])
+    ratio = statistics.median(t / d for t, d in zip(cmp.round_ms["trial"], cmp.round_ms["dense"]))
+    return ratio, cmp.median_ms["trial"]
 
 
 def _rebatch(x: torch.Tensor, batch: int) -> torch.Tensor:
