@@ -43,6 +43,17 @@ DEEP = 0.1  # the second, aggressive budget level: uniform L1 at 10 % of the MAC
 UNIFORM = {0.5: "leandl l1 uniform r8", DEEP: "leandl l1 uniform r8 (10% MACs)"}
 
 
+def target_of(label: str) -> str:
+    """The pruning target a variant was given (for the table)."""
+    if "latency-budget" in label:
+        return "latency (the budget rows)"
+    if label == UNIFORM[DEEP]:
+        return f"macs={DEEP}"
+    if "unstructured" in label:
+        return "50 % of weights"
+    return "none" if label == "dense" else "macs=0.5"
+
+
 def budget_label(crit: str, level: float) -> str:
     return f"leandl {crit} latency-budget" + ("" if level == 0.5 else f" ({level:.0%} level)")
 
@@ -191,7 +202,7 @@ def main() -> None:
     rows = []
     for label in acc:
         rows.append(row(label, "test_accuracy", acc[label], units="%", model=f"resnet20 w{args.width}",
-                        data="digits 8x8", target="macs=0.5"))
+                        data="digits 8x8", target=target_of(label)))
         rows.append(row(label, "latency_b64", lat[label], units="ms", batch_size=64, threads=2,
                         backend="eager cpu"))
         rows.append(row(label, "macs", notes[f"macs:{label}"], units="MACs (batch 1)"))
