@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         root: Annotated[Optional[str], typer.Option("--root", help="data directory")] = None,
         calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="batches for static int8")] = 8,
         warmup: Annotated[int, typer.Option("--warmup", help="untimed calls per measurement")] = 3,
-        repeats: Annotated[int, typer.Option("--repeats", help="timed calls per measurement")] = 20,
+        repeats: Annotated[int, typer.Option("--repeats", help="timed calls per measurement (2 per interleaved round)")] = 40,
         out: Annotated[Optional[Path], typer.Option("--out", help="also write the JSON rows here")] = None,
         trust: Annotated[bool, typer.Option("--trust", help="allow code outside leandl's registry")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,

@@ -99,7 +99,7 @@ def bench_backends(
     threads: Sequence[int | None] = (None,),
     calibration: Sequence[Any] = (),
     warmup: int = 3,
-    repeats: int = 20,
+    repeats: int = 40,
     workdir: str | Path | None = None,
 ) -> list[dict[str, Any]]:
     """Build, check and time ``model`` on each backend.

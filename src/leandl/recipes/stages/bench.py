@@ -3,7 +3,7 @@
 Recipe keys::
 
     {kind: bench, backends: [eager, onnxruntime, onnxruntime-int8], batch_sizes: [1, 64],
-     threads: [2], calibration_batches: 8, warmup: 3, repeats: 20}
+     threads: [2], calibration_batches: 8, warmup: 3, repeats: 40}
 
 Rows (see :func:`leandl.deploy.bench_backends`) go under ``metrics["bench"]``; a backend that
 fails is a row with ``status: "failed: <reason>"``. Check inputs are real test inputs;
@@ -36,7 +36,7 @@ class BenchOptions(Strict):
     calibration_batches: int = Field(8, ge=1)
     check_batch_size: int = Field(256, ge=1)
     warmup: int = Field(3, ge=0)
-    repeats: int = Field(20, ge=1)
+    repeats: int = Field(40, ge=1)
 
 
 @STAGES.register("bench")
