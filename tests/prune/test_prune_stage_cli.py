@@ -48,3 +48,20 @@ def test_cli_prune_saves_a_reloadable_checkpoint(tmp_path) -> None:
     assert "MACs" in result.output and "latency" in result.output
     model = load(out)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+
+
+def test_cli_latency_target_reports_budget_and_measured_fraction(tmp_path) -> None:
+    import re
+
+    from leandl.cli import build_app
+
+    src = tmp_path / "dense"
+    save(create_model("resnet20", input_shape=(3, 16, 16), width=16), src)
+    result = CliRunner().invoke(build_app(), [
+        "prune", str(src), "--target", "latency=0.8", "--out", str(tmp_path / "p"), "--round-to", "4",
+        "--input-shape", "1,3,16,16", "--batch-size", "16", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("budget"))
+    budget, measured = (float(v) for v in re.findall(r"(\d\.\d{3})", line)[:2])
+    assert budget == 0.8
+    assert 0.4 < measured < 1.0  # pruned, and faster than the unpruned model at prune time

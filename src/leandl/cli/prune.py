@@ -81,6 +81,12 @@ def prune_command(
     typer.echo(f"latency {lat.median_ms['dense']:.2f} ms -> {lat.median_ms['pruned']:.2f} ms "
                f"(batch {batch_size}, {lat.threads} threads, speed-up "
                f"{lat.speedup_median['pruned']:.2f}x, eager CPU)")
+    if report.latency:
+        lr = report.latency
+        budget = (f"{lr['budget_fraction']:.3f}" if "budget_fraction" in lr
+                  else f"{lr['budget_ms']:.2f} ms = {lr['budget_ms'] / lr['dense_ms']:.3f}")
+        typer.echo(f"budget  {budget} of the unpruned latency; measured at prune time "
+                   f"{lr['measured_fraction']:.3f} (interleaved ratio; it drifts by a few % between runs)")
     typer.echo(f"saved   {out}")
 
 
