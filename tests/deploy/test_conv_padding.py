@@ -52,6 +52,12 @@ def test_pads_only_ungrouped_convs_on_graph_inputs_and_is_exact(tmp_path) -> Non
     assert pad_input_convs(graph, 4) == []  # already a multiple: nothing more to do
 
 
+def test_no_padding_where_the_output_side_misses_the_kernel_anyway(tmp_path) -> None:
+    for cout in (8, 20):  # fewer than 16, or not a multiple of 8
+        path = export_onnx(nn.Conv2d(3, cout, 3), torch.randn(1, 3, 8, 8), tmp_path / f"c{cout}.onnx")
+        assert pad_input_convs(onnx.load(str(path)), 4) == []
+
+
 def test_multiple_is_checked() -> None:
     with pytest.raises(ValueError, match="multiple"):
         pad_input_convs(onnx.ModelProto(), 0)

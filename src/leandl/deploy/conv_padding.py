@@ -27,7 +27,9 @@ def pad_input_convs(model: Any, multiple: int = 4) -> list[str]:
     """Zero-pad, in place, the input channels of each Conv that reads a graph input.
 
     Applies to ungrouped convolutions (``group == 1``) whose weight is an initializer with an
-    input-channel count that is not a multiple of ``multiple``. A ``Pad`` node (constant 0 on
+    input-channel count that is not a multiple of ``multiple`` and whose output channels meet
+    the kernel's other condition (at least 16, a multiple of 8); elsewhere padding would only
+    add bytes. A ``Pad`` node (constant 0 on
     the channel axis, end side) is inserted once per graph input; the weight gets zero slices.
 
     Args:
@@ -56,10 +58,10 @@ def pad_input_convs(model: Any, multiple: int = 4) -> list[str]:
         if w_init is None:
             continue
         w = numpy_helper.to_array(w_init)
-        cin = w.shape[1]
+        cin, cout = w.shape[1], w.shape[0]
         extra = -cin % multiple
-        if extra == 0:
-            continue
+        if extra == 0 or cout < 16 or cout % 8:
+            continue  # nothing to pad, or the fast kernel would still not apply (output side)
         wide = np.zeros((w.shape[0], cin + extra, *w.shape[2:]), dtype=w.dtype)
         wide[:, :cin] = w
         users = sum(name == w_init.name for n in g.node for name in n.input)
