@@ -15,11 +15,13 @@ from leandl.prune.latency import _Estimator, _greedy, _interp, _log_loss, _monot
 
 
 class Net(nn.Module):
-    def __init__(self) -> None:
+    """a: 3 -> 16, b: 16 -> ``wide``, c: ``wide`` -> 16, fc: 16 -> 10 (groups b and c)."""
+
+    def __init__(self, wide: int = 16) -> None:
         super().__init__()
         self.a = nn.Conv2d(3, 16, 3, padding=1)
-        self.b = nn.Conv2d(16, 16, 3, padding=1)
-        self.c = nn.Conv2d(16, 16, 3, padding=1)
+        self.b = nn.Conv2d(16, wide, 3, padding=1)
+        self.c = nn.Conv2d(wide, 16, 3, padding=1)
         self.fc = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,21 +90,6 @@ def test_table_made_non_decreasing_by_hand() -> None:
     assert _monotone([[1.0, 0.8, 3.0], [0.9, 2.0, 2.5]]) == [[1.0, 1.0, 3.0], [1.0, 2.0, 3.0]]
 
 
-class Wide(nn.Module):
-    """a: 3 -> 16, b: 16 -> 32, c: 32 -> 16, fc: 16 -> 10 (groups b of 32 and c of 16)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = nn.Conv2d(3, 16, 3, padding=1)
-        self.b = nn.Conv2d(16, 32, 3, padding=1)
-        self.c = nn.Conv2d(32, 16, 3, padding=1)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.c(torch.relu(self.b(torch.relu(self.a(x)))))
-        return self.fc(x.mean((2, 3)))
-
-
 class StepTable:
     """b's latency steps with its output width in tiles of 16 (0.01 ms per cin x 16 outputs)."""
 
@@ -116,7 +103,7 @@ class StepTable:
 
 
 def test_greedy_looks_past_a_latency_plateau() -> None:
-    model = Wide()
+    model = Net(wide=32)
     groups = channel_groups(model, torch.randn(1, 3, 4, 4))
     assert [(g.name, g.size) for g in groups] == [("b", 32), ("c", 16)]
     est = _Estimator(StepTable(model), groups)

@@ -29,8 +29,8 @@ def pad_input_convs(model: Any, multiple: int = 4) -> list[str]:
     Applies to ungrouped convolutions (``group == 1``) whose weight is an initializer with an
     input-channel count that is not a multiple of ``multiple`` and whose output channels meet
     the kernel's other condition (at least 16, a multiple of 8); elsewhere padding would only
-    add bytes. A ``Pad`` node (constant 0 on
-    the channel axis, end side) is inserted once per graph input; the weight gets zero slices.
+    add bytes. A ``Pad`` node (constant 0 on the channel axis, end side) is inserted once per
+    graph input; the weight gets zero slices.
 
     Args:
         model: an ``onnx.ModelProto`` (modified in place).

@@ -100,7 +100,8 @@ def quantize_static_onnx(
         graph = onnx.load(str(pre))
         if pad_input_channels is not None and pad_input_convs(graph, pad_input_channels):
             onnx.save(graph, str(pre))
-        names = [i.name for i in graph.graph.input if i.name not in {t.name for t in graph.graph.initializer}]
+        weights = {t.name for t in graph.graph.initializer}
+        names = [i.name for i in graph.graph.input if i.name not in weights]
         reader = TensorDataReader(calibration, names)
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress lines
             quantize_static(str(pre), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,

@@ -10,9 +10,10 @@
 2. **Greedy removal.** Repeatedly remove, from the group where it is cheapest, the 1 to 4
    chunks of ``round_to`` (default 8) lowest-scoring units that cost the least importance per
    millisecond saved, until the estimate is within the budget (looking up to 4 chunks ahead
-   crosses the plateaus of step-shaped latency, where one chunk saves nothing). A chunk's importance cost is the
-   fall in the log of its group's kept importance, ``log(S_left / (S_left - S_chunk))``, times
-   the number of conv/linear layers the group reaches (a residual stream feeds many). The log
+   crosses the plateaus of step-shaped latency, where one chunk saves nothing). A move's
+   importance cost is the fall in the log of its group's kept importance,
+   ``log(S_left / (S_left - S_move))``, times the number of conv/linear layers the group
+   reaches (a residual stream feeds many). The log
    makes each further cut into a thinned layer dearer, so with equal latency costs the result
    stays close to uniform pruning (which fine-tunes well) and departs from it where the table
    says channels are cheap or dear in time. (Summing raw normalised scores instead cut the
@@ -60,7 +61,7 @@ def _grid(full: int, points: int = 9) -> list[int]:
 
 
 def _monotone(rows: list[list[float]]) -> list[list[float]]:
-    """Make a table non-decreasing in both widths (running maximum along rows, then columns).
+    """Make a table non-decreasing in both widths (each entry at least its narrower neighbours).
 
     A layer never gets faster by growing wider; a grid point measured faster than a narrower
     neighbour is timing noise, and left in place it makes the greedy see a saving that is not
