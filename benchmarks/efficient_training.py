@@ -1,17 +1,18 @@
-"""Efficient training: stochastic mini-batch dropping (SMD) and selective layer update (SLU).
+"""Efficient training: mini-batch dropping (SMD), selective layer update (SLU), FreezeOut.
 
 digits_cnn (3 conv-BN-ReLU blocks; ``--model resnet20`` for residual blocks) on the 8x8 digits
 set, SGD with a cosine
-schedule, batch 64. For each seed the three runs (baseline, ``minibatch_dropping`` rate 0.5,
-``selective_layer_update`` freeze_prob 0.5) train back to back in an order that alternates by
-seed, so slow phases of a noisy machine hit all of them. Reported:
+schedule, batch 64. For each seed the runs (baseline, ``minibatch_dropping`` rate 0.5,
+``selective_layer_update`` freeze_prob 0.5, ``layer_freezing`` t0 0.5 linear with FreezeOut's
+layer-wise learning-rate annealing, and the same freezing without it) train back to back in an
+order that alternates by seed, so slow phases of a noisy machine hit all of them. Reported:
 
 - epoch wall time: median over epochs of the trainer's ``epoch_seconds`` (training batches
   only, evaluation excluded), and the median over seeds of the per-seed ratio SMD / baseline.
   Acceptance (issue 5): ratio <= 0.6 at rate 0.5.
 - test accuracy of each run and its change vs the baseline of the same seed.
-- MACs saved (SMD: forward + backward of skipped batches) and SLU backward MACs saved, also as a
-  fraction of the baseline backward MACs (2 x forward MACs per trained sample).
+- MACs saved (SMD: forward + backward of skipped batches) and SLU / FreezeOut backward MACs
+  saved, also as a fraction of the baseline backward MACs (2 x forward MACs per trained sample).
 
     python benchmarks/efficient_training.py --seeds 3 --epochs 8 --threads 1
 """
@@ -38,7 +39,10 @@ METHODS: dict[str, tuple[str, dict[str, Any]] | None] = {
     "baseline": None,
     "minibatch_dropping": ("minibatch_dropping", {"rate": 0.5}),
     "selective_layer_update": ("selective_layer_update", {"freeze_prob": 0.5}),
+    "layer_freezing": ("layer_freezing", {"t0": 0.5}),
+    "layer_freezing_no_anneal": ("layer_freezing", {"t0": 0.5, "anneal": False}),
 }
+SEEDED = ("minibatch_dropping", "selective_layer_update")  # techniques that draw random numbers
 
 
 def run_one(method: str, seed: int, epochs: int, model_name: str, batch: int) -> dict[str, float]:
@@ -47,7 +51,8 @@ def run_one(method: str, seed: int, epochs: int, model_name: str, batch: int) ->
     torch.manual_seed(seed)
     model = create_model(model_name, num_classes=bundle.num_classes, input_shape=bundle.input_shape)
     spec = METHODS[method]
-    techniques = [] if spec is None else [TECHNIQUES.get(spec[0])(seed=seed, **spec[1])]
+    seeded = {"seed": seed} if spec is not None and spec[0] in SEEDED else {}
+    techniques = [] if spec is None else [TECHNIQUES.get(spec[0])(**seeded, **spec[1])]
     cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=0.05, schedule="cosine", seed=seed,
                       progress=False, checkpoint_every=0, eval_every=epochs)
     res = Trainer(model, cfg, train_data=bundle.train, val_data=bundle.val, num_classes=bundle.num_classes,
@@ -60,7 +65,7 @@ def run_one(method: str, seed: int, epochs: int, model_name: str, batch: int) ->
         "macs_saved": m.get("macs_saved", 0.0),
         "fraction_skipped": m.get("smd_fraction_skipped", 0.0),
         "backward_macs_saved": m.get("backward_macs_saved", 0.0),
-        "backward_fraction_saved": m.get("slu_backward_fraction_saved", 0.0),
+        "backward_fraction_saved": m.get("slu_backward_fraction_saved", m.get("freeze_backward_fraction_saved", 0.0)),
     }
 
 
@@ -106,6 +111,12 @@ def main() -> None:
                     units="MACs (weight-gradient MACs of frozen blocks)", **extra))
     rows.append(row("selective_layer_update", "backward_fraction_saved", [r["backward_fraction_saved"] for r in slu],
                     units="fraction of baseline backward MACs", **extra))
+    for n in ("layer_freezing", "layer_freezing_no_anneal"):
+        rows.append(row(n, "epoch_time_ratio", [r["epoch_seconds"] / b["epoch_seconds"]
+                                                for r, b in zip(res[n], base, strict=True)],
+                        units="x baseline (mean of per-seed ratios; median over epochs, frozen and not)", **extra))
+        rows.append(row(n, "backward_fraction_saved", [r["backward_fraction_saved"] for r in res[n]],
+                        units="fraction of baseline backward MACs", **extra))
     print_table(rows, f"efficient training ({args.model} on digits, {epochs} epochs, {seeds} seeds)")
     write_rows(rows, args.out, "efficient_training")
 

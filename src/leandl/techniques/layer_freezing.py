@@ -11,23 +11,38 @@ to the end. A frozen block keeps ``requires_grad=False`` (set *before* the forwa
 weight gradients are never computed, and because frozen blocks form a prefix of the network the
 backward pass stops at the first trainable block (no input gradients below it, no saved
 activations). A frozen block's batch-norm layers switch to their running statistics and stop
-updating them, so a frozen block is a fixed function. FreezeOut also anneals each layer's
-learning rate to zero by its freeze time; here the trainer's global schedule is kept (freezing
-only), a documented simplification.
+updating them, so a frozen block is a fixed function.
+Learning rate (``anneal=True``, FreezeOut's layer-wise schedule): block ``i`` steps with
+learning rate
+
+    ``c_i * min(lr(t), lr_0 * (1 + cos(pi * t / t_i)) / 2)``,   ``c_i = 1 / t_i`` if ``scale_lr`` else 1,
+
+where ``lr(t)`` is the trainer's scheduled rate and ``lr_0`` its base rate: a cosine that reaches 0
+exactly when the block freezes (no jump), never above the trainer's rate (warm-up still
+applies). With the trainer's ``cosine`` (whose curve lies above the compressed one) or
+``constant`` schedule this is exactly FreezeOut's per-layer schedule; with ``scale_lr`` the area
+under a block's curve matches a block that trains to the end. The head (``t_i = 1``) follows the
+trainer's schedule. The rate is applied by scaling each step's update
+(``p <- p_old + m (p_new - p_old)``, ``m`` the ratio to the trainer's rate), which for SGD
+(momentum, weight decay), Adam and AdamW equals stepping with that rate, without splitting the
+optimizer's parameter groups.
 Cost saved: per trained sample ``sum_{frozen} F_b`` weight-gradient MACs plus, for the default
 blocks (a prefix of the model), the input-gradient MACs of the frozen prefix except those of the
 model's first conv/linear layer (which the baseline never computes either):
 ``backward_macs_saved = 2 F_prefix - F_first``. Counter ``backward_macs_saved`` (MACs) goes to
 ``metrics.jsonl``; the summary reports the fraction of baseline backward MACs (``2 F N``) saved.
 Hyper-parameters: ``t0`` in (0, 1] (FreezeOut uses 0.5-0.8; 1 disables freezing), ``scale``
-(``linear`` or ``cubic``), ``layers`` (explicit blocks in forward order).
+(``linear`` or ``cubic``), ``anneal`` and ``scale_lr`` (FreezeOut's "unscaled linear" is the
+default here; its code defaults to scaled cubic), ``layers`` (explicit blocks in forward order).
 Interactions: every block is trainable again at ``fit_end`` so later stages start unfrozen.
-Frozen BN layers keep updating their running statistics in train mode.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import torch
 
 from torch import nn
 
@@ -36,7 +51,7 @@ from leandl.techniques.selective_layer_update import model_units, set_trainable_
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
-__all__ = ["freeze_times", "frozen_prefix", "LayerFreezing"]
+__all__ = ["freeze_times", "frozen_prefix", "lr_multiplier", "LayerFreezing"]
 
 _SCALES = ("linear", "cubic")
 
@@ -70,6 +85,26 @@ def frozen_prefix(times: list[float], progress: float) -> int:
     return n
 
 
+def lr_multiplier(progress: float, t_i: float, scale_lr: bool = False, schedule_factor: float = 1.0) -> float:
+    """Block learning rate / trainer learning rate for a block with freeze time ``t_i``.
+
+    ``c * min(1, (1 + cos(pi * progress / t_i)) / 2 / schedule_factor)`` before ``t_i``, with
+    ``c = 1 / t_i`` under ``scale_lr`` (else 1) and ``schedule_factor`` the trainer's rate over its
+    base rate; 0 from ``t_i`` on; 1 for a block that never freezes (``t_i >= 1``).
+
+    Example:
+        >>> lr_multiplier(0.25, 0.5), lr_multiplier(0.25, 0.5, scale_lr=True), lr_multiplier(0.6, 0.5)
+        (0.5, 1.0, 0.0)
+    """
+    if t_i >= 1.0:
+        return 1.0
+    if progress >= t_i:
+        return 0.0
+    c = 1.0 / t_i if scale_lr else 1.0
+    cos = 0.5 * (1.0 + math.cos(math.pi * progress / t_i))
+    return c * (min(1.0, cos / schedule_factor) if schedule_factor > 0 else 1.0)
+
+
 def _first_compute_macs(model: nn.Module, example: Any) -> int:
     """Forward MACs per sample of the model's first conv/linear layer (registration order)."""
     from leandl.measure import count_macs
@@ -95,12 +130,15 @@ class LayerFreezing(Technique):
     name = "layer_freezing"
     order = -40
 
-    def __init__(self, t0: float = 0.5, scale: str = "linear", layers: list[str] | None = None) -> None:
+    def __init__(self, t0: float = 0.5, scale: str = "linear", layers: list[str] | None = None,
+                 anneal: bool = True, scale_lr: bool = False) -> None:
         if not 0.0 < t0 <= 1.0:
             raise ValueError(f"t0 must be in (0, 1], got {t0}")
         if scale not in _SCALES:
             raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
         self.t0, self.scale, self.layers = t0, scale, layers
+        self.anneal, self.scale_lr = bool(anneal), bool(scale_lr)
+        self._before: list[tuple[float, list[torch.Tensor], list[torch.Tensor]]] = []
         self.units: list[tuple[str, nn.Module]] = []
         self.times: list[float] = []
         self.prefix_saved: list[int] = []  # backward MACs/sample saved with the first k blocks frozen
@@ -142,6 +180,25 @@ class LayerFreezing(Technique):
         if saved:
             state.count("backward_macs_saved", saved)
 
+    def before_step(self, state: State) -> None:
+        """Remember the trainable parameters of every block whose multiplier is not 1."""
+        self._before = []
+        if not self.anneal:
+            return
+        for i, (_, module) in enumerate(self.units[self.n_frozen:], start=self.n_frozen):
+            m = lr_multiplier(state.progress, self.times[i], self.scale_lr, state.lr_factor)
+            params = [p for p in module.parameters() if p.requires_grad]
+            if m != 1.0 and params:
+                self._before.append((m, params, [p.detach().clone() for p in params]))
+
+    def after_step(self, state: State) -> None:
+        """Scale each remembered block's update by its multiplier: ``p = old + m (p - old)``."""
+        with torch.no_grad():
+            for m, params, old in self._before:
+                for p, o in zip(params, old, strict=True):
+                    p.lerp_(o, 1.0 - m)
+        self._before = []
+
     def fit_end(self, state: State) -> None:
         for _, module in self.units:
             set_trainable_(module, True)
@@ -156,5 +213,5 @@ class LayerFreezing(Technique):
 
     def summary(self) -> dict[str, Any]:
         baseline = 2 * self.forward_macs * self.samples_trained
-        return {"freeze_units": len(self.units), "freeze_times": list(self.times),
+        return {"freeze_units": len(self.units), "freeze_times": list(self.times), "freeze_anneal": self.anneal,
                 "freeze_backward_fraction_saved": self.macs_saved / baseline if baseline else 0.0}

@@ -49,6 +49,7 @@ class State:
     max_epochs: int = 1
     steps_per_epoch: int = 1
     lr: float = 0.0
+    lr_factor: float = 1.0  # the schedule's factor at this step: every group's lr / its base lr
     skip_batch: bool = False
     stop: bool = False
     stop_reason: str = ""

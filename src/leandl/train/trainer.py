@@ -255,6 +255,7 @@ class Trainer:
         for g, base in zip(st.optimizer.param_groups, self._base_lrs, strict=True):
             g["lr"] = base * factor
         st.lr = self._base_lrs[0] * factor if self._base_lrs else 0.0
+        st.lr_factor = factor
 
     def _train_step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         st, eng = self.state, self.engine
