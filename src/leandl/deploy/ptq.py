@@ -9,6 +9,11 @@ Pipeline of :func:`ptq_onnx` (reference B6):
    batches of real training inputs); dynamic: ``quantize_dynamic`` on MatMul/Gemm only;
 3. report both file sizes and their ratio.
 
+A QAT model (fake-quant layers) is first turned into its float twin
+(:func:`leandl.quantize.convert.float_twin`: trained quantised weights, trained clamps below 8
+bits) and never bias-corrected (its weights already sit on their grid), so ONNX Runtime runs it
+on int8 kernels; its exact QDQ graph (:mod:`leandl.quantize.export`) does not.
+
 The torch model passed in is never modified.
 """
 
@@ -26,6 +31,7 @@ from leandl.deploy.bias_correction import bias_correct_, fold_batchnorm
 from leandl.deploy.onnx_export import export_onnx
 from leandl.deploy.ort_quantize import CalibrateMethod, quantize_dynamic_onnx, quantize_static_onnx
 from leandl.errors import ConfigError
+from leandl.quantize.convert import float_twin, has_fake_quant
 
 __all__ = ["PtqResult", "ptq_onnx", "PtqMethod"]
 
@@ -76,7 +82,8 @@ def ptq_onnx(
         calibration: input batches for static calibration and bias correction.
         calibrate_method: ``minmax``, ``percentile`` or ``entropy``.
         per_channel: per-output-channel weight scales.
-        bias_correction: shift biases by the measured mean quantization error (static only).
+        bias_correction: shift biases by the measured mean quantization error (static only;
+            never for a QAT model).
         reduce_range: 7-bit weights (see :mod:`leandl.deploy.ort_quantize`).
         fp32_name / int8_name: the file names.
         opset: ONNX opset of the exported graphs.
@@ -85,6 +92,8 @@ def ptq_onnx(
         raise ConfigError(f"unknown quantization method '{method}'", where="method", fix="use ptq or dynamic")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if has_fake_quant(model):
+        model, bias_correction = float_twin(model), False
     fp32 = export_onnx(model, example_inputs, out / fp32_name, opset=opset)
     shifts: dict[str, float] = {}
     if method == "dynamic":

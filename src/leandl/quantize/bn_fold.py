@@ -40,8 +40,7 @@ def fold_bn_into(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> nn.Mo
     return layer
 
 
-def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
-    """``(layer name, bn name)`` for each Conv/Linear directly followed by a BN in a Sequential."""
+def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
     pairs = []
     for prefix, parent in model.named_modules():
         if not isinstance(parent, nn.Sequential):
@@ -53,6 +52,41 @@ def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
                 join = f"{prefix}." if prefix else ""
                 pairs.append((join + n1, join + n2))
     return pairs
+
+
+def _traced_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """Pairs from a ``torch.fx`` trace: a BN whose only input is a layer read by nothing else."""
+    graph = torch.fx.symbolic_trace(model).graph
+    modules = dict(model.named_modules())
+    calls = [n for n in graph.nodes if n.op == "call_module"]
+    uses: dict[str, int] = {}
+    for n in calls:
+        uses[n.target] = uses.get(n.target, 0) + 1
+    pairs = []
+    for n in calls:
+        bn = modules.get(n.target)
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or len(n.args) != 1:
+            continue
+        src = n.args[0]
+        if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
+            continue
+        layer = modules.get(src.target)
+        if isinstance(layer, _FOLDABLE) and layer.weight.shape[0] == bn.num_features \
+                and uses[src.target] == 1 and uses[n.target] == 1:
+            pairs.append((str(src.target), str(n.target)))
+    return pairs
+
+
+def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """``(layer name, bn name)`` for each Conv/Linear whose output only feeds a BatchNorm.
+
+    Found on a ``torch.fx`` trace, so residual blocks that keep ``conv1``/``bn1`` as attributes
+    fold too; a model fx cannot trace falls back to adjacent children of ``nn.Sequential``.
+    """
+    try:
+        return _traced_pairs(model)
+    except Exception:  # untraceable control flow: only the structurally certain pairs
+        return _sequential_pairs(model)
 
 
 def fold_bn_pairs(model: nn.Module, pairs: list[tuple[str, str]] | list[list[str]]) -> nn.Module:

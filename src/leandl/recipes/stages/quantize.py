@@ -27,6 +27,7 @@ from pydantic import Field
 from leandl.deploy.calibration import calibration_batches
 from leandl.deploy.ort_session import OrtModule, evaluate_onnx
 from leandl.deploy.ptq import ptq_onnx
+from leandl.quantize.convert import has_fake_quant
 from leandl.recipes.context import RunContext
 from leandl.recipes.measure_stage import test_accuracy
 from leandl.recipes.schema import Strict
@@ -79,6 +80,7 @@ class QuantizeStage(Stage):
         if not ctx.is_main:
             return StageResult(model=ctx.model)
         model = copy.deepcopy(ctx.model).cpu().eval()
+        qat = has_fake_quant(model)  # ptq_onnx quantises its float twin, never bias-corrected
         bs = o.calibration_batch_size or ctx.recipe.data.batch_size
         cal = calibration_batches(ctx.data.train, o.calibration_batches, bs, seed=ctx.recipe.seed) \
             if o.method == "ptq" else []
@@ -96,7 +98,8 @@ class QuantizeStage(Stage):
             "fp32_onnx_size_bytes": res.fp32_size_bytes, "size_ratio": res.size_ratio,
             "quantization": {"method": o.method, "backend": o.backend, "calibrate_method": o.calibrate_method,
                              "calibration_batches": len(cal), "per_channel": o.per_channel,
-                             "bias_correction": o.bias_correction and o.method == "ptq",
+                             "bias_correction": o.bias_correction and o.method == "ptq" and not qat,
+                             "from_qat_float_twin": qat,
                              "reduce_range": o.reduce_range, "weights": "int8 symmetric",
                              "activations": "uint8 asymmetric, static" if o.method == "ptq" else "dynamic"},
             "bias_shift_max": max(res.bias_shifts.values(), default=0.0),
