@@ -99,6 +99,24 @@ def test_cli_bench_json_and_export(tmp_path, trained_digits_cnn, capsys) -> None
     assert (tmp_path / "out" / "m.int8.onnx").is_file() and info["size_ratio"] > 1.5
 
 
+def test_cli_export_int8_of_a_qat_checkpoint(tmp_path, trained_digits_cnn, digits, capsys) -> None:
+    import copy
+
+    from leandl.checkpoint import save
+    from leandl.cli import main
+    from leandl.quantize.qat import prepare_qat
+
+    x = torch.stack([digits.train[i][0] for i in range(64)])
+    qat = prepare_qat(copy.deepcopy(trained_digits_cnn), x).eval()
+    ckpt = save(qat, tmp_path / "qat")
+    code = main(["export", str(ckpt), "--int8", "--data", "digits", "--calibration-batches", "2",
+                 "--out", str(tmp_path / "q.onnx"), "--json"])
+    assert code == 0
+    info = json.loads(capsys.readouterr().out)
+    assert "float twin" in info["fp32_file"]
+    assert info["int8_top1_agreement"] >= 0.95 and info["size_ratio"] > 2
+
+
 def test_channels_last_backend_matches_eager(trained_digits_cnn, digits) -> None:
     x = torch.stack([digits.test[i][0] for i in range(16)])
     rows = bench_backends(trained_digits_cnn, ["eager", "eager-channels-last"], x, batch_sizes=(16,),

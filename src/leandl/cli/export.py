@@ -4,6 +4,9 @@ The fp32 file is checked against eager PyTorch (max abs diff and top-1 agreement
 batch are printed). ``--int8`` also writes a static int8 QDQ file (per-channel weights,
 ``--calibration-batches`` batches of ``--data`` training inputs, or synthetic inputs when no
 data set is named, which calibrates worse), bias-corrected, next to it as ``NAME.int8.onnx``.
+For a QAT checkpoint, ``--int8`` writes its float twin as the fp32 file (trained quantised
+weights, activations not quantised; :mod:`leandl.quantize.convert`) and quantises that, so
+ONNX Runtime runs the int8 file on int8 kernels; both are checked against the fake-quant model.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def register(app: typer.Typer) -> None:
         from leandl.deploy import check_onnx, export_onnx, ptq_onnx
         from leandl.deploy.inputs import checkpoint_input_shape, deploy_inputs
         from leandl.errors import UsageError
+        from leandl.quantize.convert import has_fake_quant
 
         if fmt != "onnx":
             raise UsageError(f"unsupported format '{fmt}'", where="--format", fix="use --format onnx")
@@ -51,6 +55,8 @@ def register(app: typer.Typer) -> None:
         inputs = deploy_inputs(checkpoint_input_shape(ckpt, shape), data=data, root=root,
                                calibration=calibration_batches)
         info: dict[str, object] = {"inputs": inputs.source}
+        if int8 and has_fake_quant(model):
+            info["fp32_file"] = "float twin of the QAT model (quantised weights, float activations)"
         if int8:
             res = ptq_onnx(model, inputs.check[:2], path.parent, calibration=inputs.calibration,
                            fp32_name=path.name, int8_name=path.stem + ".int8.onnx", opset=opset)
