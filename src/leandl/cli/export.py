@@ -55,9 +55,9 @@ def register(app: typer.Typer) -> None:
         inputs = deploy_inputs(checkpoint_input_shape(ckpt, shape), data=data, root=root,
                                calibration=calibration_batches)
         info: dict[str, object] = {"inputs": inputs.source}
-        if int8 and has_fake_quant(model):
-            info["fp32_file"] = "float twin of the QAT model (quantised weights, float activations)"
         if int8:
+            if has_fake_quant(model):
+                info["fp32_file"] = "float twin of the QAT model (quantised weights, float activations)"
             res = ptq_onnx(model, inputs.check[:2], path.parent, calibration=inputs.calibration,
                            fp32_name=path.name, int8_name=path.stem + ".int8.onnx", opset=opset)
             info.update(int8_onnx=str(res.int8_path), int8_size_bytes=res.int8_size_bytes, size_ratio=res.size_ratio)

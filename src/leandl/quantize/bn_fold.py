@@ -14,6 +14,8 @@ in a way :func:`fold_bn_pairs` can replay on a freshly built model.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 from torch import nn
 
@@ -59,9 +61,7 @@ def _traced_pairs(model: nn.Module) -> list[tuple[str, str]]:
     graph = torch.fx.symbolic_trace(model).graph
     modules = dict(model.named_modules())
     calls = [n for n in graph.nodes if n.op == "call_module"]
-    uses: dict[str, int] = {}
-    for n in calls:
-        uses[n.target] = uses.get(n.target, 0) + 1
+    uses = Counter(n.target for n in calls)
     pairs = []
     for n in calls:
         bn = modules.get(n.target)

@@ -56,9 +56,8 @@ def _plain_copy(m: nn.Module) -> nn.Module:
     act = m.act_quant
     if act is None or act.bits >= 8:
         return new
-    s, z, lo, hi = act.export_qparams()
-    z = float(z.reshape(-1)[0]) if torch.is_tensor(z) else float(z)
-    s = float(s.reshape(-1)[0])
+    s, z, lo, hi = act.export_qparams()  # activations are per tensor
+    s, z = float(s.reshape(-1)[0]), float(z.reshape(-1)[0])
     return nn.Sequential(nn.Hardtanh((lo - z) * s, (hi - z) * s), new)
 
 
@@ -74,9 +73,8 @@ def float_twin(model: nn.Module) -> nn.Module:
     for name, m in list(twin.named_modules()):
         if type(m) not in _FAKE:
             continue
-        parent_name, _, child = name.rpartition(".")
-        parent = twin.get_submodule(parent_name) if parent_name else twin
-        if not name:
+        if not name:  # the model is a single fake-quant layer
             return _plain_copy(m).eval()
-        setattr(parent, child, _plain_copy(m))
+        parent_name, _, child = name.rpartition(".")
+        setattr(twin.get_submodule(parent_name), child, _plain_copy(m))
     return twin

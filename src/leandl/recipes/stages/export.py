@@ -53,7 +53,8 @@ class ExportStage(Stage):
             return StageResult(model=ctx.model, measure=False)
         model = copy.deepcopy(ctx.model).cpu().eval()
         path = export_onnx(model, ctx.example_input(2).cpu(), ctx.stage_dir / "model.onnx", opset=o.opset)
-        check = check_onnx(model, path, ctx.example_input(64).cpu())
+        check_x = ctx.example_input(64).cpu()
+        check = check_onnx(model, path, check_x)
         metrics: dict[str, Any] = {"onnx_size_bytes": path.stat().st_size, "onnx_max_abs_diff": check.max_abs_diff,
                                    "onnx_top1_agreement": check.top1_agreement}
         artifacts = {"onnx": str(path)}
@@ -66,6 +67,6 @@ class ExportStage(Stage):
                                   opset=o.opset)
             q = quantize_static_onnx(src, ctx.stage_dir / "model.int8.onnx", cal)
             metrics["int8_onnx_size_bytes"] = q.stat().st_size
-            metrics["int8_top1_agreement"] = check_onnx(model, q, ctx.example_input(64).cpu()).top1_agreement
+            metrics["int8_top1_agreement"] = check_onnx(model, q, check_x).top1_agreement
             artifacts["int8_onnx"] = str(q)
         return StageResult(model=ctx.model, metrics=metrics, artifacts=artifacts)
