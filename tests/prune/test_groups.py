@@ -46,7 +46,7 @@ class Dense(nn.Module):
 
 
 class ChunkCat(nn.Module):
-    """Splits channels with chunk and re-concatenates (unsupported: must be refused)."""
+    """Splits channels with chunk and re-concatenates them swapped."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -155,14 +155,27 @@ def test_densenet_cat_block_is_exact() -> None:
 def test_zero_pad_shortcut_is_refused_with_the_layer_name() -> None:
     m = create_model("resnet20", num_classes=10, input_shape=(3, 8, 8), shortcut="A", width=8)
     with pytest.raises(ModelError, match=r"layer2\.0\.shortcut.*pad"):
-        channel_groups(m, torch.randn(1, 3, 8, 8))
+        channel_groups(m, torch.randn(1, 3, 8, 8), strict=True)
+    kept_whole: dict[str, str] = {}
+    groups = channel_groups(m, torch.randn(1, 3, 8, 8), kept_whole=kept_whole)
+    assert groups and all("shortcut" in why for why in kept_whole.values())
 
 
-def test_chunk_cat_is_refused() -> None:
-    with pytest.raises(ModelError, match="chunk"):
-        channel_groups(ChunkCat(), torch.randn(1, 3, 4, 4))
-    groups = channel_groups(ChunkCat(), torch.randn(1, 3, 4, 4), strict=False)
-    assert groups == []
+def test_chunk_then_cat_splits_the_space_and_stays_exact() -> None:
+    torch.manual_seed(0)
+    m = ChunkCat().eval()
+    x = torch.randn(2, 3, 4, 4)
+    groups = channel_groups(m, x)
+    assert [(g.name, g.size) for g in groups] == [("conv", 4), ("conv#2", 4)]
+    assert groups[1].producer_maps[0] == (4, 1)  # the second half of conv's filters
+    soft = copy.deepcopy(m)
+    zero_units_(soft, groups[1], torch.tensor([1]))
+    with torch.no_grad():
+        ref = soft(x)
+    remove_units_(m, x, {"conv#2": [0, 2, 3]})
+    assert m.conv.out_channels == 7 and m.fc.in_features == 7
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), ref, atol=1e-5, rtol=1e-4)
 
 
 def test_bad_keep_sets_raise() -> None:

@@ -52,7 +52,8 @@ def count_macs(model: nn.Module, example_inputs: Any) -> MacCount:
 
     Args:
         model: the network.
-        example_inputs: a tensor, or a tuple/list of positional arguments. The batch size is
+        example_inputs: a tensor, a tuple/list of positional arguments or a dict of keyword
+            arguments. The batch size is
             whatever these tensors carry; pass batch 1 for per-sample MACs.
 
     Returns:
@@ -64,7 +65,10 @@ def count_macs(model: nn.Module, example_inputs: Any) -> MacCount:
     """
     counter = FlopCounterMode(display=False)
     with eval_mode(model), torch.no_grad(), counter:
-        model(*as_args(example_inputs))
+        if isinstance(example_inputs, dict):
+            model(**example_inputs)
+        else:
+            model(*as_args(example_inputs))
     flops_by_name = {
         name: int(sum(ops.values())) for name, ops in counter.get_flop_counts().items()
     }

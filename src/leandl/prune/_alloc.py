@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import Any
 
 import torch
 from torch import nn
@@ -73,15 +74,21 @@ def keep_sets(groups: list[ChannelGroup], scores: dict[str, torch.Tensor],
 class CostModel:
     """Estimated MACs and params of ``model`` after shrinking groups (see module docstring).
 
+    MACs: every conv/matmul/attention op recorded by the trace scales with the kept fraction of
+    each channel view it touches (input channels, output channels, heads); MACs the trace did
+    not attribute stay as they are. Params: every sliced tensor dim scales with its kept width.
+
     Args:
         model: the model (unchanged).
-        groups: its groups.
+        groups: its groups (from one :func:`~leandl.prune.groups.channel_groups` call).
         example_inputs: a batch-1 input for counting MACs.
     """
 
-    def __init__(self, model: nn.Module, groups: list[ChannelGroup], example_inputs: torch.Tensor):
+    def __init__(self, model: nn.Module, groups: list[ChannelGroup], example_inputs: Any):
         self.macs = count_macs(model, example_inputs)
         self.groups = groups
+        self.trace = next((g.trace for g in groups if g.trace is not None), None)
+        self.by_space = {g.space: gi for gi, g in enumerate(groups)}
         self.dims: dict[tuple[str, str, int], list[tuple[int, int]]] = defaultdict(list)
         for gi, g in enumerate(groups):
             for role in ("producers", "consumers"):
@@ -91,27 +98,37 @@ class CostModel:
         for name, t in list(model.named_parameters()) + list(model.named_buffers()):
             m, _, p = name.rpartition(".")
             self.shapes[(m, p)] = tuple(t.shape)
-        self.kinds = {n: type(mod) for n, mod in model.named_modules()}
-        self.heads = {g.name: gi for gi, g in enumerate(groups) if g.kind == "head"}
         self._buffers = {tuple(n.rpartition(".")[::2]) for n, _ in model.named_buffers()}
+        self.terms = self.trace.macs if self.trace is not None else []
+        traced = sum(t.macs for t in self.terms)
+        self.rest = max(self.macs.total - traced, 0.0)
 
     def _frac(self, key: tuple[str, str, int], kept: list[int]) -> float:
         full = self.shapes[key[:2]][key[2]]
         removed = sum((self.groups[gi].size - kept[gi]) * r for gi, r in self.dims.get(key, []))
         return max(full - removed, 0) / full
 
+    def _view_frac(self, view: list[tuple[int, int]], kept: list[int]) -> float:
+        full = now = 0.0
+        for sid, r in view:
+            gi = self.by_space.get(sid)
+            size = self.trace.graph.spaces[sid].size
+            full += size * r
+            now += (kept[gi] if gi is not None else size) * r
+        return now / full if full else 1.0
+
     def estimate(self, kept_by_name: dict[str, int]) -> tuple[float, float]:
         """(MACs, params) after keeping ``kept_by_name`` units (missing groups keep all)."""
         kept = [kept_by_name.get(g.name, g.size) for g in self.groups]
-        macs = 0.0
-        for name, value in self.macs.per_module.items():
-            if (name, "weight") in self.shapes and issubclass(
-                    self.kinds.get(name, nn.Module), (nn.modules.conv._ConvNd, nn.Linear)):
-                value *= self._frac((name, "weight", 0), kept) * self._frac(
-                    (name, "weight", 1), kept)
-            elif name in self.heads:
-                gi = self.heads[name]
-                value *= kept[gi] / self.groups[gi].size
+        macs = self.rest
+        for term in self.terms:
+            value = term.macs
+            seen: set[tuple[tuple[int, int], ...]] = set()
+            for view in term.views:
+                key = tuple(view)
+                if key not in seen:
+                    seen.add(key)
+                    value *= self._view_frac(view, kept)
             macs += value
         params = 0.0
         for (m, p), shape in self.shapes.items():

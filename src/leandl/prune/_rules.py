@@ -1,351 +1,798 @@
-"""Per-op propagation rules for :mod:`leandl.prune._trace` (see its docstring for the model)."""
+"""Per-ATen-op channel rules for :mod:`leandl.prune._trace` (see its docstring for the model).
+
+One function per op family; :func:`apply` dispatches on the op's name. An op with a tracked
+input and no rule marks its inputs' spaces unsupported (kept whole) and names itself.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import torch.fx as fx
-from torch import nn
+import torch
+from torch.utils._pytree import tree_flatten
 
-from leandl.prune._trace import (
-    _BINARY, _NO_TENSOR, _PASS_FUNCS, _PASS_MODULES, _RESHAPE, _Graph, _Info, _is_attention,
-    _is_bert_attention, _shape, _where, fn_name, prod,
-)
+from leandl.prune._trace import Graph, Info, MacTerm, View, prod
 
 __all__ = ["apply"]
 
-
-def apply(g: _Graph, node: fx.Node) -> _Info:
-    """Compute ``node``'s channel info from its inputs' (already in ``g.env``)."""
-    if node.op == "placeholder":
-        shape = _shape(node)
-        if shape is None or len(shape) < 2:
-            return _Info(None, None)
-        cdim = 1 if len(shape) >= 3 else len(shape) - 1
-        return g.fresh(node, cdim, blocked="model input")
-    if node.op == "get_attr":
-        owner, _, pname = str(node.target).rpartition(".")
-        return _Info(None, None, param=(owner, pname))
-    if node.op == "output":
-        for arg in _nodes(node.args):
-            g.mark(g.env[arg].view, "model output", blocked=True)
-        return _Info(None, None)
-    if node.op == "call_module":
-        return _module(g, node, g.gm.get_submodule(str(node.target)))
-    return _function(g, node, fn_name(node))
+_PASS = {
+    "clone", "_to_copy", "alias", "detach", "lift_fresh", "lift_fresh_copy", "contiguous",
+    "native_dropout", "dropout", "feature_dropout", "_softmax", "softmax", "_log_softmax",
+    "log_softmax", "avg_pool1d", "avg_pool2d", "avg_pool3d", "max_pool2d_with_indices",
+    "max_pool1d", "max_pool2d", "max_pool3d_with_indices", "max_pool1d_with_indices",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d",
+    "adaptive_avg_pool3d", "_adaptive_avg_pool3d", "adaptive_max_pool1d",
+    "upsample_nearest1d", "upsample_nearest2d", "upsample_bilinear2d", "upsample_bicubic2d",
+    "_upsample_nearest_exact2d", "_upsample_bilinear2d_aa", "roll", "flip", "cumsum",
+    "reflection_pad1d", "reflection_pad2d", "replication_pad1d", "replication_pad2d",
+    "_native_batch_norm_legit_functional", "fill", "zero", "bernoulli", "masked_fill",
+    "triu", "tril", "glu_backward",
+}
+_NORM_STATS = {"var", "var_mean", "std", "std_mean", "mean", "sum", "amax", "amin", "max",
+               "min", "norm", "linalg_vector_norm", "logsumexp", "prod", "any", "all", "argmax"}
+_VIEWS = {"view", "_unsafe_view", "reshape", "_reshape_alias", "unflatten", "flatten"}
 
 
-def _nodes(args: Any) -> list[fx.Node]:
-    out: list[fx.Node] = []
-    fx.node.map_arg(args, out.append)
-    return out
+def apply(g: Graph, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    """Compute the infos of ``func``'s outputs from its inputs' (already in ``g.infos``)."""
+    name = func._overloadpacket.__name__
+    base = name[:-1] if name.endswith("_") and not name.startswith("_") else name
+    outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    ins = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+    infos = [_info(g, a) for a in ins]
+    if base.endswith("_like") and infos and infos[0].view is not None:
+        base = "clone"  # zeros_like / empty_like (dropout masks): same layout as the input
+    elif not any(i.view or i.param for i in infos) or base.endswith("_like"):
+        for o in outs:  # a factory op or one on untracked tensors: untracked result
+            g.infos.pop(id(o), None)
+        return
+    rule = _RULES.get(base)
+    if rule is None and torch.Tag.pointwise in getattr(func, "tags", ()):
+        rule = _pointwise
+    if rule is None and base in _PASS:
+        rule = _pass
+    if rule is None and base in _NORM_STATS:
+        rule = _reduce
+    if rule is None:
+        rule = _unknown
+    results = rule(g, name, args, kwargs, out)
+    if not isinstance(results, list):
+        results = [results]
+    for o, info in zip(outs, results + [Info()] * (len(outs) - len(results))):
+        g.infos[id(o)] = info
+        g.keep.append(o)
 
 
-def _inputs(g: _Graph, node: fx.Node) -> list[_Info]:
-    return [g.env[a] for a in _nodes(node.args) + _nodes(node.kwargs)]
+def _info(g: Graph, t: Any) -> Info:
+    if not isinstance(t, torch.Tensor):
+        return Info()
+    info = g.infos.get(id(t))
+    if info is not None:
+        return info
+    owner = g.params.get(id(t))
+    if owner is not None:
+        return Info(param=(owner[0], owner[1], tuple(range(t.dim()))))
+    return Info()
 
 
-def _unsupported(g: _Graph, node: fx.Node, what: str) -> _Info:
-    reason = f"{what} at {_where(node)}"
-    for info in _inputs(g, node):
+def _where(g: Graph, name: str) -> str:
+    return g.where(name)
+
+
+def _unsupported(g: Graph, name: str, args: tuple, kwargs: dict, out: Any,
+                 why: str | None = None) -> list[Info]:
+    reason = f"{why or 'op ' + repr(name)} at {_where(g, name)}"
+    cdim = None
+    for a in tree_flatten((args, kwargs))[0]:
+        info = _info(g, a)
         g.mark(info.view, reason)
-    shape = _shape(node)
-    ins = [i for i in _inputs(g, node) if i.cdim is not None]
-    cdim = ins[0].cdim if ins else None
-    if shape is None:
-        return _Info(None, cdim, poison=reason)
-    return g.fresh(node, cdim if cdim is not None and cdim < len(shape) else None, reason=reason)
+        cdim = info.cdim if cdim is None else cdim
+    o = out if isinstance(out, torch.Tensor) else next(
+        (t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)), None)
+    if o is None or cdim is None or cdim >= o.dim() or o.shape[cdim] < 1:
+        return []
+    sid = g.new(int(o.shape[cdim]), unsupported=[reason])  # carries the reason downstream
+    return [Info([(sid, 1)], cdim)]
 
 
-def _module(g: _Graph, node: fx.Node, m: nn.Module) -> _Info:
-    name = str(node.target)
-    x = g.env[node.args[0]] if node.args and isinstance(node.args[0], fx.Node) else _Info(None, None)
-    if isinstance(m, nn.modules.conv._ConvNd):
-        return _conv(g, node, m, name, x)
-    if isinstance(m, nn.Linear):
-        if x.view is None or x.cdim != len(_shape(node.args[0]) or ()) - 1:
-            if x.view is not None:
-                g.mark(x.view, f"linear {name} on a non-channel dim")
-        else:
-            g.add(x.view, name, ["weight"], 1, "c")
-        out = g.fresh(node, len(_shape(node) or (0,)) - 1)
-        if out.view:
-            g.add(out.view, name, ["weight"] + (["bias"] if m.bias is not None else []), 0, "p")
-        return out
-    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        if x.view is None or x.cdim != 1:
-            return _unsupported(g, node, f"batch norm {name} on an unknown channel dim")
-        params = [p for p in ("weight", "bias", "running_mean", "running_var")
-                  if getattr(m, p, None) is not None]
-        g.add(x.view, name, params, 0, "p")
-        return x
-    if isinstance(m, nn.LayerNorm):
-        shape = _shape(node.args[0]) or ()
-        if len(m.normalized_shape) != 1 or x.view is None or x.cdim != len(shape) - 1:
-            return _unsupported(g, node, f"layer norm {name} over several dims")
-        if m.elementwise_affine:
-            g.add(x.view, name, ["weight"] + (["bias"] if m.bias is not None else []), 0, "p")
-        return x
-    if isinstance(m, nn.Flatten):
-        return _reshape(g, node, x)
-    if isinstance(m, _PASS_MODULES):
-        return x
-    if isinstance(m, nn.Embedding):
-        return g.fresh(node, len(_shape(node) or (0,)) - 1, blocked=f"embedding {name}")
-    if _is_attention(m):
-        return _attention(g, node, m, name, x)
-    if _is_bert_attention(m):
-        return _bert_attention(g, node, m, name, x)
-    return _unsupported(g, node, f"module {name} ({type(m).__name__}) is not supported")
+def _unknown(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    return _unsupported(g, name, args, kwargs, out, f"op '{name}' has no channel rule")
 
 
-def _conv(g: _Graph, node: fx.Node, m: nn.Module, name: str, x: _Info) -> _Info:
-    bias = ["bias"] if m.bias is not None else []
-    if m.groups == 1:
-        if x.view is not None and x.cdim == 1:
-            g.add(x.view, name, ["weight"], 1, "c")
-        out = g.fresh(node, 1)
-        if out.view:
-            g.add(out.view, name, ["weight"] + bias, 0, "p")
-        return out
-    if m.groups == m.in_channels == m.out_channels and x.view is not None:
-        g.add(x.view, name, ["weight"] + bias, 0, "p")  # depthwise: in == out
-        return x
-    g.mark(x.view, f"grouped conv {name}", blocked=True)
-    return g.fresh(node, 1, blocked=f"grouped conv {name}")
-
-
-def _attention(g: _Graph, node: fx.Node, m: nn.Module, name: str, x: _Info) -> _Info:
-    if x.view is not None:
-        g.add(x.view, f"{name}.qkv", ["weight"], 1, "c")
-    heads, hd = int(m.num_heads), int(m.head_dim)
-    if g.heads:
-        sid = g.new(heads, kind="head", name=name)
-        sp = g.spaces[sid]
-        for s in range(3):
-            for p in ["weight"] + (["bias"] if m.qkv.bias is not None else []):
-                sp.producers.append((f"{name}.qkv", p, 0, s * heads * hd, hd))
-        sp.consumers.append((f"{name}.proj", "weight", 1, 0, hd))
-    out = g.fresh(node, len(_shape(node) or (0,)) - 1)
-    if out.view:
-        g.add(out.view, f"{name}.proj", ["weight"] + (["bias"] if m.proj.bias is not None else []),
-              0, "p")
-    return out
-
-
-def _bert_attention(g: _Graph, node: fx.Node, m: nn.Module, name: str, x: _Info) -> _Info:
-    for k in ("query", "key", "value"):
+def _pass(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    x = _info(g, args[0])
+    o = out[0] if isinstance(out, (tuple, list)) else out
+    if x.view is None or not isinstance(o, torch.Tensor) or o.dim() != args[0].dim() or \
+            o.shape[x.cdim] != args[0].shape[x.cdim]:
         if x.view is not None:
-            g.add(x.view, f"{name}.{k}", ["weight"], 1, "c")
-    heads, hd = int(m.num_attention_heads), int(m.attention_head_size)
-    sid = g.new(heads, kind="head", name=name)
-    if not g.heads:
-        g.spaces[sid].blocked.append("heads=False")
-    for k in ("query", "key", "value"):
-        for p in ("weight", "bias"):
-            if getattr(getattr(m, k), p, None) is not None:
-                g.spaces[sid].producers.append((f"{name}.{k}", p, 0, 0, hd))
-    shape = _shape(node)
-    if shape is None:  # tuple output (context, ...): the context is head-major, hd per head
-        return _Info([(sid, hd)], 2, poison=None)
-    return _Info([(sid, hd)], len(shape) - 1)
+            return _unsupported(g, name, args, kwargs, out, f"'{name}' changes the channel dim")
+        return [Info(param=x.param)] if x.param and o.shape == args[0].shape else []
+    if name in ("roll", "flip", "cumsum", "_softmax", "softmax", "_log_softmax", "log_softmax"):
+        dims = args[1] if len(args) > 1 else kwargs.get("dims", kwargs.get("dim", ()))
+        dims = dims if isinstance(dims, (list, tuple)) else [dims]
+        if name in ("roll", "flip", "cumsum") and x.cdim in [int(d) % o.dim() for d in dims]:
+            return _unsupported(g, name, args, kwargs, out, f"'{name}' along the channels")
+    return [Info(x.view, x.cdim)]
 
 
-def _function(g: _Graph, node: fx.Node, fname: str) -> _Info:
-    ins = _inputs(g, node)
-    first = ins[0] if ins else _Info(None, None)
-    if fname in _NO_TENSOR:
-        return _Info(None, None)
-    if fname == "getitem":
-        return _getitem(g, node, first)
-    if any(i.poison for i in ins):
-        return _unsupported(g, node, [i.poison for i in ins if i.poison][0])
-    if fname in _PASS_FUNCS:
-        return first
-    if fname in _BINARY:
-        return _binary(g, node, ins)
-    if fname in _RESHAPE:
-        return _reshape(g, node, first)
-    if fname in ("transpose", "permute"):
-        return _permute(g, node, first, fname)
-    if fname == "expand":
-        return _expand(g, node, first)
-    if fname == "cat":
-        return _cat(g, node)
-    if fname in ("mean", "sum", "amax"):
-        return _reduce(g, node, first)
-    if fname == "pad":
-        return _pad(g, node, first)
-    if all(i.view is None and i.param is None for i in ins):
-        return _Info(None, None)
-    return _unsupported(g, node, f"op '{fname}'")
-
-
-def _binary(g: _Graph, node: fx.Node, ins: list[_Info]) -> _Info:
-    out_shape = _shape(node)
-    spaced = [(a, i) for a, i in zip(_nodes(node.args), ins) if i.view is not None]
-    if not spaced or out_shape is None:
-        return _Info(None, None)
-    base_node, base = spaced[0]
-    nd = len(out_shape)
-    cpos_end = nd - (base.cdim + nd - len(_shape(base_node) or ()))  # channel pos from the end
-    for a, info in zip(_nodes(node.args), ins):
-        if info is base:
+# -- element-wise ------------------------------------------------------------------------
+def _pointwise(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    o = out if isinstance(out, torch.Tensor) else tree_flatten(out)[0][0]
+    nd = o.dim()
+    tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+    tracked = [(a, _info(g, a)) for a in tensors if _info(g, a).view is not None]
+    where = _where(g, name)
+    if not tracked:  # only parameters meet (e.g. a scale times a constant): not a channel
+        params = [_info(g, a) for a in tensors if _info(g, a).param]
+        return Info(param=params[0].param) if len(params) == 1 and tensors[0].shape == o.shape \
+            else Info()
+    base_t, base = tracked[0]
+    pos = base.cdim - base_t.dim()  # channel position counted from the end (negative)
+    if o.dim() < -pos or o.shape[pos] != base_t.shape[base.cdim]:
+        g.mark(base.view, f"broadcast over the channels at {where}")
+        return Info()
+    for a, info in ((a, _info(g, a)) for a in tensors):
+        if a is base_t:
             continue
-        shape = _shape(a) or ()
-        pdim = len(shape) - cpos_end
-        size = shape[pdim] if 0 <= pdim < len(shape) else 1
+        adim = a.dim() + pos
+        size = a.shape[adim] if 0 <= adim < a.dim() else 1
         if info.view is not None:
-            if info.cdim != pdim:
-                g.mark(base.view + info.view, f"element-wise op on different dims at {_where(node)}")
-            elif not _tie(g, base.view, info.view):
-                g.mark(base.view + info.view, f"misaligned element-wise op at {_where(node)}")
-        elif size > 1 and info.param is not None:
-            g.add(base.view, info.param[0], [info.param[1]], pdim, "p")
+            if info.cdim != adim:
+                g.mark(base.view + info.view, f"element-wise op on different dims at {where}")
+            else:
+                _tie(g, base.view, info.view, where)
+        elif info.param is not None and size > 1:
+            pdim = info.param[2][adim]
+            if pdim is None:
+                g.mark(base.view, f"expanded parameter over the channels at {where}")
+            else:
+                g.add(base.view, info.param[0], [info.param[1]], pdim, "p")
         elif size > 1:
-            g.mark(base.view, f"element-wise op with an untracked tensor at {_where(node)}")
-    return _Info(base.view, nd - cpos_end)
+            g.mark(base.view, f"element-wise op with an untracked tensor at {where}")
+    return Info(base.view, nd + pos)
 
 
-def _tie(g: _Graph, a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
-    if len(a) != len(b) or any(ra != rb for (_, ra), (_, rb) in zip(a, b)):
+def _tie(g: Graph, a: View, b: View, where: str) -> bool:
+    """Unite two views of one channel dim, coarsening the finer side where units nest."""
+    if g.width(a) != g.width(b):
+        g.mark(a + b, f"views of different widths meet at {where}")
         return False
-    if any(g.spaces[g.find(sa)].size != g.spaces[g.find(sb)].size for (sa, _), (sb, _) in zip(a, b)):
-        return False
-    for (sa, _), (sb, _) in zip(a, b):
-        g.union(sa, sb)
+    a, b = list(a), list(b)
+    ia = ib = 0
+    while ia < len(a) and ib < len(b):
+        (sa, ra), (sb, rb) = a[ia], b[ib]
+        wa, wb = g.sp(sa).size * ra, g.sp(sb).size * rb
+        if wa != wb:
+            g.mark(a + b, f"misaligned channel views meet at {where}")
+            return False
+        if ra < rb:
+            if rb % ra or not g.coarsen(sa, rb // ra, where):
+                g.mark(a + b, f"incompatible unit sizes meet at {where}")
+                return False
+        elif rb < ra:
+            if ra % rb or not g.coarsen(sb, ra // rb, where):
+                g.mark(a + b, f"incompatible unit sizes meet at {where}")
+                return False
+        g.union(sa, sb, where)
+        ia += 1
+        ib += 1
     return True
 
 
-def _reshape(g: _Graph, node: fx.Node, x: _Info) -> _Info:
-    src, out = _shape(node.args[0]), _shape(node)
-    if x.view is None or src is None or out is None or x.cdim is None:
-        return _Info(None, None, param=x.param if x.param and src == out else None)
-    before, width = prod(src[: x.cdim]), src[x.cdim]
-    acc = 1
-    for j, size in enumerate(out):
-        if acc == before and size % width == 0 and size >= width:
-            k = size // width
-            if k == 1 or prod(src[x.cdim + 1:]) % k == 0:
-                return _Info([(s, r * k) for s, r in x.view], j)
-        acc *= size
-        if acc > before:
-            break
-    return _unsupported(g, node, "reshape that splits the channel dim")
-
-
-def _permute(g: _Graph, node: fx.Node, x: _Info, fname: str) -> _Info:
-    if x.view is None or x.cdim is None:
-        return _Info(None, None)
-    nd = len(_shape(node.args[0]) or ())
-    dims = [a for a in node.args[1:]]
-    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
-        dims = list(dims[0])
-    dims = [int(d) % nd for d in dims]
-    if fname == "transpose":
-        a, b = dims
-        cdim = b if x.cdim == a else a if x.cdim == b else x.cdim
+# -- parameters as operands -----------------------------------------------------------------
+def _transpose_like(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    nd = args[0].dim()
+    if name == "t":
+        perm = [1, 0] if nd == 2 else list(range(nd))
+    elif name in ("transpose", "swapaxes"):
+        a, b = int(args[1]) % nd, int(args[2]) % nd
+        perm = list(range(nd))
+        perm[a], perm[b] = perm[b], perm[a]
     else:
-        cdim = dims.index(x.cdim)
-    return _Info(x.view, cdim)
+        perm = [int(d) % nd for d in args[1]]
+    if x.param is not None:
+        return Info(param=(x.param[0], x.param[1], tuple(x.param[2][p] for p in perm)))
+    return Info(x.view, perm.index(x.cdim))
 
 
-def _expand(g: _Graph, node: fx.Node, x: _Info) -> _Info:
-    src, out = _shape(node.args[0]) or (), _shape(node) or ()
+def _unsqueeze(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    d = int(args[1]) % out.dim()
+    if x.param is not None:
+        dims = list(x.param[2])
+        dims.insert(d, None)
+        return Info(param=(x.param[0], x.param[1], tuple(dims)))
+    return Info(x.view, x.cdim + (d <= x.cdim))
+
+
+def _squeeze(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    src = args[0].shape
+    kept = _squeeze_kept(src, out.shape, args[1:])
+    if kept is None:
+        return _reshape(g, "view", args, kwargs, out)
+    if x.param is not None:
+        return Info(param=(x.param[0], x.param[1], tuple(x.param[2][k] for k in kept)))
+    if x.cdim not in kept:
+        return Info()
+    return Info(x.view, kept.index(x.cdim))
+
+
+def _squeeze_kept(src: Any, dst: Any, rest: tuple) -> list[int] | None:
+    dims = rest[0] if rest else None
+    if dims is None:
+        drop = {i for i, s in enumerate(src) if s == 1}
+    else:
+        dims = dims if isinstance(dims, (list, tuple)) else [dims]
+        drop = {int(d) % len(src) for d in dims if src[int(d) % len(src)] == 1}
+    kept = [i for i in range(len(src)) if i not in drop]
+    return kept if len(kept) == len(dst) else None
+
+
+def _expand(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    src, dst = args[0].shape, out.shape
+    lead = len(dst) - len(src)
+    if x.param is not None:
+        dims = [None] * lead + [d if src[i] == dst[lead + i] else None
+                                for i, d in enumerate(x.param[2])]
+        return Info(param=(x.param[0], x.param[1], tuple(dims)))
+    if dst[lead + x.cdim] != src[x.cdim]:
+        return (_unsupported(g, name, args, kwargs, out, "expand over the channel dim") or
+                [Info()])[0]
+    return Info(x.view, x.cdim + lead)
+
+
+# -- reshapes -----------------------------------------------------------------------------
+def _reshape(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    src, dst = list(args[0].shape), list(out.shape)
+    if x.param is not None:
+        return Info(param=x.param) if src == dst else Info(param=_param_reshape(x, src, dst))
     if x.view is None:
-        return _Info(None, None, param=x.param)
-    cdim = x.cdim + len(out) - len(src)
-    if out[cdim] != src[x.cdim]:
-        return _unsupported(g, node, "expand over the channel dim")
-    return _Info(x.view, cdim)
+        return Info()
+    cdim = x.cdim
+    inner = prod(src[cdim + 1:])  # stride of the channel dim
+    width = src[cdim]
+    outer = inner * width
+    where = _where(g, name)
+    # output dims j with stride S_j; find those covering [inner, outer)
+    strides = [prod(dst[j + 1:]) for j in range(len(dst))]
+    for j, size in enumerate(dst):
+        s = strides[j]
+        if s <= inner and s * size >= outer and inner % s == 0 and (s * size) % outer == 0:
+            if s * size != outer and prod(src[:cdim]) != 1:
+                break  # channels merged with a non-trivial outer dim
+            k = inner // s
+            return Info([(sid, r * k) for sid, r in x.view], j)
+    # the channels split over several output dims J (outer to inner): (H, D) heads, or
+    # (P, H, D) with P fused parts (q/k/v), which must all keep the same units: tied
+    J = [j for j, size in enumerate(dst) if size > 1 and strides[j] >= inner
+         and strides[j] * size <= outer and strides[j] % inner == 0]
+    if J and prod(dst[j] for j in J) == width and strides[J[-1]] == inner \
+            and strides[J[0]] * dst[J[0]] == outer:
+        while len(J) >= 3:
+            n = dst[J[0]]
+            parts = _split_view(g, x, [g.width(x.view) // n] * n, where)
+            if any(p.view is None for p in parts):
+                return Info()
+            for p in parts[1:]:
+                _tie(g, parts[0].view, p.view, where)
+            x = Info([(g.find(s_), r) for s_, r in parts[0].view], x.cdim)
+            J = J[1:]
+        return _split_dim(g, x, strides[J[0]] // inner, J[0], where)
+    g.mark(x.view, f"reshape that mixes the channels with other dims at {where}")
+    return Info()
 
 
-def _cat(g: _Graph, node: fx.Node) -> _Info:
-    parts = list(node.args[0]) if node.args else list(node.kwargs.get("tensors", []))
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-    out = _shape(node)
-    if out is None:
-        return _Info(None, None)
-    dim = int(dim) % len(out)
-    infos = [g.env[p] for p in parts]
-    spaced = [i for i in infos if i.view is not None]
-    if not spaced:
-        return _Info(None, None)
-    cdim = spaced[0].cdim
+def _param_reshape(x: Info, src: list[int], dst: list[int]) -> tuple:
+    """Dims map of a reshaped parameter: kept dims of the same size line up, others are None."""
+    owner, pname, dims = x.param
+    real = [(d, s) for d, s in zip(dims, src) if s != 1]
+    out: list[int | None] = []
+    it = iter(real)
+    nxt = next(it, None)
+    for s in dst:
+        if s == 1:
+            out.append(None)
+        elif nxt is not None and nxt[1] == s:
+            out.append(nxt[0])
+            nxt = next(it, None)
+        else:
+            return (owner, pname, tuple([None] * len(dst)))
+    return (owner, pname, tuple(out))
+
+
+def _split_dim(g: Graph, x: Info, per: int, j: int, where: str) -> Info:
+    """Channels split into (units of ``per`` indices, inner): coarsen so units match."""
+    view: View = []
+    off = 0
+    for sid, r in list(x.view):
+        w = g.sp(sid).size * r
+        if r % per == 0:
+            view.append((sid, r // per))
+        elif per % r == 0 and off % per == 0 and w % per == 0:
+            if not g.coarsen(sid, per // r, where):
+                return Info()
+            view.append((g.find(sid), 1))
+        else:
+            g.mark(x.view, f"reshape that splits channel units at {where}")
+            return Info()
+        off += w
+    return Info(view, j)
+
+
+def _slice(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    nd = args[0].dim()
+    dim = int(args[1] if len(args) > 1 else kwargs.get("dim", 0)) % nd
+    if x.param is not None:
+        if args[0].shape[dim] == out.shape[dim]:
+            return Info(param=x.param)
+        dims = list(x.param[2])
+        dims[dim] = None
+        return Info(param=(x.param[0], x.param[1], tuple(dims)))
+    if dim != x.cdim:
+        return Info(x.view, x.cdim)
+    if out.shape[dim] == args[0].shape[dim]:
+        return Info(x.view, x.cdim)
+    return (_unsupported(g, name, args, kwargs, out, "slicing the channel dim") or [Info()])[0]
+
+
+def _select(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    dim = int(args[1]) % args[0].dim()
+    if x.param is not None:
+        dims = list(x.param[2])
+        dims.pop(dim)
+        return Info(param=(x.param[0], x.param[1], tuple(dims)))
+    if dim == x.cdim:
+        return (_unsupported(g, name, args, kwargs, out, "selecting one channel") or [Info()])[0]
+    return Info(x.view, x.cdim - (dim < x.cdim))
+
+
+def _split(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    x = _info(g, args[0])
+    nd = args[0].dim()
+    pos = 1 if name == "unbind" else 2
+    dim = int(args[pos] if len(args) > pos else kwargs.get("dim", 0)) % nd
+    outs = list(out)
+    if x.view is None:
+        return [Info(param=x.param) if x.param and o.shape == args[0].shape else Info()
+                for o in outs]
+    if dim != x.cdim:
+        return [Info(x.view, x.cdim - (name == "unbind" and dim < x.cdim)) for _ in outs]
+    sizes = [int(o.shape[dim]) for o in outs]
+    if name == "unbind":
+        return _unsupported(g, name, args, kwargs, out, "unbind of the channel dim")
+    return _split_view(g, x, sizes, _where(g, name))
+
+
+def _split_view(g: Graph, x: Info, sizes: list[int], where: str) -> list[Info]:
+    """Cut a channel view at index boundaries ``sizes``, splitting spaces where needed."""
+    segs = [(sid, r, g.sp(sid).size * r) for sid, r in x.view]
+    cuts = set()
+    acc = 0
+    for s in sizes[:-1]:
+        acc += s
+        cuts.add(acc)
+    result: list[View] = [[] for _ in sizes]
+    part, pos, part_end = 0, 0, sizes[0]
+    for sid, r, w in segs:
+        inner = sorted(c - pos for c in cuts if pos < c < pos + w)
+        if inner:
+            if any(c % r for c in inner):
+                g.mark(x.view, f"split inside a channel unit at {where}")
+                return [Info() for _ in sizes]
+            units = [c // r for c in inner]
+            bounds = [0, *units, w // r]
+            pieces = g.split(sid, [b - a for a, b in zip(bounds, bounds[1:])])
+        else:
+            pieces = [g.find(sid)]
+        for p in pieces:
+            while pos >= part_end and part < len(sizes) - 1:
+                part += 1
+                part_end += sizes[part]
+            result[part].append((p, r))
+            pos += g.sp(p).size * r
+    return [Info(v, x.cdim) for v in result]
+
+
+def _cat(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    parts = list(args[0])
+    dim = int(args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.dim()
+    infos = [_info(g, p) for p in parts]
+    tracked = [(p, i) for p, i in zip(parts, infos) if i.view is not None]
+    where = _where(g, name)
+    if not tracked:
+        return Info()
+    cdim = tracked[0][1].cdim
     if dim == cdim:
-        view: list[tuple[int, int]] = []
+        view: View = []
         for p, info in zip(parts, infos):
             if info.view is None or info.cdim != cdim:
-                info = g.fresh(p, cdim, blocked=f"untracked input of cat at {_where(node)}")
-                if info.view is None:
-                    return _unsupported(g, node, "cat of untracked tensors")
-            view.extend(info.view)
-        return _Info(view, cdim)
+                if p.numel() == 0:
+                    continue
+                sid = g.new(int(p.shape[cdim]), blocked=[f"untracked input of cat at {where}"])
+                if info.param is not None and info.param[2][cdim] is not None:
+                    g.add([(sid, 1)], info.param[0], [info.param[1]], info.param[2][cdim], "p")
+                view.append((sid, 1))
+            else:
+                view.extend(info.view)
+        return Info(view, cdim)
+    base = tracked[0][1]
     for p, info in zip(parts, infos):  # cat along another dim: channels must agree
-        if info.view is not None and info is not spaced[0]:
-            if info.cdim != cdim or not _tie(g, spaced[0].view, info.view):
-                g.mark(spaced[0].view + info.view, f"cat of misaligned channels at {_where(node)}")
-        elif info.param is not None:
-            shape = _shape(p) or ()
-            pdim = len(shape) - (len(out) - cdim)
-            if 0 <= pdim and shape[pdim] > 1:
-                g.add(spaced[0].view, info.param[0], [info.param[1]], pdim, "p")
-        elif info.view is None:
-            g.mark(spaced[0].view, f"cat with an untracked tensor at {_where(node)}")
-    return _Info(spaced[0].view, cdim)
+        if info is base:
+            continue
+        if info.view is not None:
+            if info.cdim != cdim:
+                g.mark(base.view + info.view, f"cat of misaligned channels at {where}")
+            else:
+                _tie(g, base.view, info.view, where)
+        elif info.param is not None and info.param[2][cdim] is not None:
+            g.add(base.view, info.param[0], [info.param[1]], info.param[2][cdim], "p")
+        elif p.shape[cdim] > 1:
+            g.mark(base.view, f"cat with an untracked tensor at {where}")
+    return Info(base.view, cdim)
 
 
-def _reduce(g: _Graph, node: fx.Node, x: _Info) -> _Info:
+def _stack(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    parts = list(args[0])
+    dim = int(args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.dim()
+    infos = [_info(g, p) for p in parts if _info(g, p).view is not None]
+    if not infos:
+        return Info()
+    for i in infos[1:]:
+        if i.cdim != infos[0].cdim:
+            g.mark(infos[0].view + i.view, f"stack of misaligned channels at {_where(g, name)}")
+        else:
+            _tie(g, infos[0].view, i.view, _where(g, name))
+    return Info(infos[0].view, infos[0].cdim + (dim <= infos[0].cdim))
+
+
+def _index(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    """Advanced indexing (``index``, ``index_select``, ``gather``, ``embedding``) off the channels."""
+    x = _info(g, args[0])
+    src = args[0]
+    if name == "embedding":
+        w, ids = args[0], args[1]
+        if x.param is not None and x.param[2][1] is not None:
+            view = g.produce(int(w.shape[1]), x.param[0], [x.param[1]], x.param[2][1])
+            return Info(view, out.dim() - 1)
+        return Info()
+    if name in ("index_select", "gather"):
+        dim = int(args[1]) % src.dim()
+        if x.view is None:
+            return Info()
+        if dim == x.cdim:
+            return (_unsupported(g, name, args, kwargs, out, f"'{name}' over the channels") or [Info()])[0]
+        return Info(x.view, x.cdim)
+    # aten.index(x, [idx or None per dim])
+    idx = list(args[1])
     if x.view is None:
-        return _Info(None, None)
-    src = _shape(node.args[0]) or ()
-    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    keep = bool(node.kwargs.get("keepdim", node.args[2] if len(node.args) > 2 else False))
-    if dims is None:
-        return _unsupported(g, node, "reduction over all dims")
-    dims = [int(d) % len(src) for d in (dims if isinstance(dims, (tuple, list)) else [dims])]
-    if x.cdim in dims:
-        return _unsupported(g, node, "reduction over the channel dim")
-    return _Info(x.view, x.cdim if keep else x.cdim - sum(d < x.cdim for d in dims))
+        return Info()
+    if x.cdim < len(idx) and idx[x.cdim] is not None:
+        return (_unsupported(g, name, args, kwargs, out, "indexing the channels") or [Info()])[0]
+    after = x.cdim >= len(idx) or all(i is None for i in idx[x.cdim:])
+    if after:  # channel dim keeps its position from the end
+        return Info(x.view, out.dim() - (src.dim() - x.cdim))
+    return Info(x.view, x.cdim)
 
 
-def _pad(g: _Graph, node: fx.Node, x: _Info) -> _Info:
+# -- compute ops --------------------------------------------------------------------------
+def _conv(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x, w = _info(g, args[0]), _info(g, args[1])
+    bias = _info(g, args[2]) if len(args) > 2 else Info()
+    transposed = bool(args[6]) if len(args) > 6 else False
+    groups = int(args[8]) if len(args) > 8 else 1
+    where = _where(g, name)
+    macs = float(out.numel()) * args[1].shape[1] * prod(args[1].shape[2:])
+    if transposed:
+        macs = float(args[0].numel()) * prod(args[1].shape[1:])
+    if w.param is None:
+        g.mark(x.view, f"convolution with a computed weight at {where}")
+        return Info()
+    owner, pname, dims = w.param
+    wout, win = (dims[1], dims[0]) if transposed else (dims[0], dims[1])
+    bparams = [bias.param[1]] if bias.param and bias.param[0] == owner else []
+    cin, cout = int(args[0].shape[1]), int(out.shape[1])
+    if groups == 1:
+        if x.view is not None and x.cdim == 1:
+            g.add(x.view, owner, [pname], win, "c")
+        elif x.view is not None:
+            g.mark(x.view, f"convolution over a non-channel dim at {where}")
+        view = g.produce(cout, owner, [pname], wout)
+        if bparams:
+            g.add(view, owner, bparams, 0, "p")
+        g.macs.append(MacTerm(macs, [v for v in (x.view if x.cdim == 1 else None, view) if v]))
+        return Info(view, 1)
+    cin_g, cout_g = cin // groups, cout // groups
+    if x.view is None or x.cdim != 1:
+        g.mark(x.view, f"grouped convolution over a non-channel dim at {where}")
+        view = g.produce(cout, owner, [pname], wout)
+        g.mark(view, f"grouped convolution {owner} on an untracked input", blocked=True)
+        g.macs.append(MacTerm(macs, []))
+        return Info(view, 1)
+    xv = _group_view(g, x.view, cin_g, where)
+    if xv is None:
+        view = g.produce(cout, owner, [pname], wout)
+        g.mark(view, f"grouped convolution {owner} with misaligned groups at {where}")
+        g.macs.append(MacTerm(macs, []))
+        return Info(view, 1)
+    # each unit spans m groups: m*cin_g input channels, m*cout_g output channels
+    view = [(sid, (r // cin_g) * cout_g) for sid, r in xv]
+    g.add(view, owner, [pname], wout, "p", compute=True)
+    if bparams:
+        g.add(view, owner, bparams, 0, "p")
+    g.macs.append(MacTerm(macs, [view]))
+    return Info(view, 1)
+
+
+def _group_view(g: Graph, view: View, per: int, where: str) -> View | None:
+    """Coarsen ``view`` so every unit spans whole groups of ``per`` channels."""
+    out: View = []
+    off = 0
+    for sid, r in list(view):
+        w = g.sp(sid).size * r
+        if r % per == 0:
+            out.append((g.find(sid), r))
+        elif per % r == 0 and off % per == 0 and w % per == 0:
+            if not g.coarsen(sid, per // r, where):
+                return None
+            out.append((g.find(sid), per))
+        else:
+            g.mark(view, f"channel units cross conv groups at {where}")
+            return None
+        off += w
+    return out
+
+
+def _mm(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    """``mm``, ``bmm``, ``addmm``, ``baddbmm``, ``matmul``, ``linear``: (..., n, k) @ (..., k, m)."""
+    where = _where(g, name)
+    bias = None
+    if name in ("addmm", "baddbmm", "addbmm"):
+        bias, a, b = args[0], args[1], args[2]
+    elif name == "linear":
+        a, b = args[0], args[1]
+        bias = args[2] if len(args) > 2 else None
+        return _linear(g, a, b, bias, out, where)
+    else:
+        a, b = args[0], args[1]
+    ia, ib = _info(g, a), _info(g, b)
+    if a.dim() == 1 or b.dim() == 1:
+        g.mark((ia.view or []) + (ib.view or []), f"vector matmul at {where}")
+        return Info()
+    na, nb, no = a.dim(), b.dim(), out.dim()
+    macs = float(out.numel()) * a.shape[-1]
+    terms: list[View] = []
+    result = Info()
+    # contraction dim: a[-1] with b[-2]
+    ka = ia.view if ia.view is not None and ia.cdim == na - 1 else None
+    kb = ib.view if ib.view is not None and ib.cdim == nb - 2 else None
+    if ka is not None and ib.param is not None and ib.param[2][nb - 2] is not None:
+        g.add(ka, ib.param[0], [ib.param[1]], ib.param[2][nb - 2], "c")
+        terms.append(ka)
+    elif kb is not None and ia.param is not None and ia.param[2][na - 1] is not None:
+        g.add(kb, ia.param[0], [ia.param[1]], ia.param[2][na - 1], "c")
+        terms.append(kb)
+    elif ka is not None and kb is not None:
+        _tie(g, ka, kb, where)
+        terms.append(ka)
+    elif ka is not None or kb is not None:
+        g.mark(ka or kb, f"channels contracted with an untracked matrix at {where}")
+    # output dim m from b[-1]
+    if ib.param is not None and ib.param[2][nb - 1] is not None:
+        view = g.produce(int(b.shape[-1]), ib.param[0], [ib.param[1]], ib.param[2][nb - 1])
+        bi = _info(g, bias) if bias is not None else Info()
+        if bi.param is not None and bias.dim() >= 1 and bias.shape[-1] == b.shape[-1]:
+            g.add(view, bi.param[0], [bi.param[1]], bi.param[2][-1], "p")
+        elif bi.view is not None:
+            _tie(g, view, bi.view, where)
+        result = Info(view, no - 1)
+        terms.append(view)
+    elif ib.view is not None and ib.cdim == nb - 1:
+        result = Info(ib.view, no - 1)
+        terms.append(ib.view)
+    # output dim n from a[-2]
+    if ia.param is not None and ia.param[2][na - 2] is not None and result.view is None:
+        view = g.produce(int(a.shape[-2]), ia.param[0], [ia.param[1]], ia.param[2][na - 2])
+        result = Info(view, no - 2)
+        terms.append(view)
+    elif ia.view is not None and ia.cdim == na - 2:
+        if result.view is None:
+            result = Info(ia.view, no - 2)
+            terms.append(ia.view)
+        else:
+            g.mark(ia.view, f"two channel dims in one matmul output at {where}")
+    # batch dims (broadcast from the left of the last two)
+    for info, t in ((ia, a), (ib, b)):
+        if info.view is not None and info.cdim < t.dim() - 2:
+            odim = no - (t.dim() - info.cdim)
+            if result.view is None:
+                result = Info(info.view, odim)
+                terms.append(info.view)
+            elif result.cdim == odim:
+                _tie(g, result.view, info.view, where)
+            else:
+                g.mark(info.view, f"two channel dims in one matmul output at {where}")
+    g.macs.append(MacTerm(macs, terms))
+    return result
+
+
+def _linear(g: Graph, x: Any, w: Any, bias: Any, out: Any, where: str) -> Info:
+    ix, iw = _info(g, x), _info(g, w)
+    macs = float(out.numel()) * w.shape[-1]
+    terms: list[View] = []
+    if iw.param is None:
+        g.mark(ix.view, f"linear with a computed weight at {where}")
+        return Info()
+    owner, pname, dims = iw.param
+    if ix.view is not None and ix.cdim == x.dim() - 1:
+        g.add(ix.view, owner, [pname], dims[1], "c")
+        terms.append(ix.view)
+    elif ix.view is not None:
+        g.mark(ix.view, f"linear over a non-channel dim at {where}")
+    view = g.produce(int(w.shape[0]), owner, [pname], dims[0])
+    bi = _info(g, bias) if bias is not None else Info()
+    if bi.param is not None:
+        g.add(view, bi.param[0], [bi.param[1]], 0, "p")
+    terms.append(view)
+    g.macs.append(MacTerm(macs, terms))
+    return Info(view, out.dim() - 1)
+
+
+def _sdpa(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    """Scaled dot-product attention: q, k, v (B, H, L, D); heads tie, D is contracted."""
+    q, k, v = args[0], args[1], args[2]
+    iq, ik, iv = _info(g, q), _info(g, k), _info(g, v)
+    where = _where(g, name)
+    o = out[0] if isinstance(out, (tuple, list)) else out
+    nd = q.dim()
+    heads = [i for i in (iq, ik, iv) if i.view is not None and i.cdim == nd - 3]
+    other = [i for i in (iq, ik, iv) if i.view is not None and i.cdim != nd - 3]
+    for i in other:
+        g.mark(i.view, f"attention over a non-head dim at {where}")
+    # no MacTerm: PyTorch's FlopCounterMode (leandl's MAC counter) does not count the CPU
+    # attention kernel either, and estimates must match the counter
+    if not heads:
+        return [Info()]
+    for i in heads[1:]:
+        _tie(g, heads[0].view, i.view, where)
+    view = heads[0].view if iq.view is None or iq.cdim != nd - 3 else iq.view
+    return [Info(view, o.dim() - 3)]
+
+
+def _batch_norm(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    x = _info(g, args[0])
     if x.view is None:
-        return _Info(None, None)
-    pads = list(node.args[1] if len(node.args) > 1 else node.kwargs.get("pad", ()))
-    nd = len(_shape(node.args[0]) or ())
-    k = nd - 1 - x.cdim  # pair index of the channel dim, counted from the last dim
+        return [Info()]
+    if x.cdim != 1:
+        return _unsupported(g, name, args, kwargs, out, "batch norm over a non-channel dim")
+    for t in args[1:5]:
+        p = _info(g, t).param
+        if p is not None:
+            g.add(x.view, p[0], [p[1]], p[2][0], "p")
+    return [Info(x.view, 1)]
+
+
+def _layer_norm(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    x = _info(g, args[0])
+    shape = list(args[1])
+    nd = args[0].dim()
+    if x.view is None:
+        return [Info()]
+    if x.cdim < nd - len(shape):  # the channels are not normalised over: weights untouched
+        return [Info(x.view, x.cdim)]
+    if len(shape) != 1:
+        return _unsupported(g, name, args, kwargs, out, "layer norm over several dims with "
+                                                        "the channels")
+    for t in args[2:4]:
+        p = _info(g, t).param
+        if p is not None:
+            g.add(x.view, p[0], [p[1]], p[2][0], "p")
+    return [Info(x.view, x.cdim)]
+
+
+def _rms_norm(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    return _layer_norm(g, name, (args[0], args[1], args[2] if len(args) > 2 else None, None),
+                       kwargs, out)
+
+
+def _group_norm(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    x = _info(g, args[0])
+    if x.view is None:
+        return [Info()]
+    if x.cdim != 1:
+        return _unsupported(g, name, args, kwargs, out, "group norm over a non-channel dim")
+    channels, groups = int(args[4]), int(args[6])
+    view = x.view
+    if 1 < groups < channels:
+        view = _group_view(g, x.view, channels // groups, _where(g, name))
+        if view is None:
+            return [Info()]
+    for t in args[1:3]:
+        p = _info(g, t).param
+        if p is not None:
+            g.add(view, p[0], [p[1]], p[2][0], "p")
+    return [Info(view, 1)]
+
+
+def _reduce(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
+    x = _info(g, args[0])
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    if x.view is None:
+        return [Info() for _ in outs]
+    nd = args[0].dim()
+    dims = args[1] if len(args) > 1 and not isinstance(args[1], bool) else kwargs.get("dim")
+    if name in ("norm", "linalg_vector_norm"):
+        dims = args[2] if len(args) > 2 else kwargs.get("dim")
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        return [Info() for _ in outs]  # a full reduction: a scalar
+    dims = [int(d) % nd for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+    o = outs[0]
+    if x.cdim in dims:  # a statistic over the channels (RMS norm, channel mean): consumed
+        return [Info() for _ in outs]
+    keep = o.dim() == nd
+    cdim = x.cdim if keep else x.cdim - sum(d < x.cdim for d in dims)
+    return [Info(x.view, cdim) for _ in outs]
+
+
+def _pad(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    if x.view is None:
+        return Info()
+    pads = list(args[1])
+    nd = args[0].dim()
+    k = nd - 1 - x.cdim
     if len(pads) >= 2 * (k + 1) and (pads[2 * k] or pads[2 * k + 1]):
-        return _unsupported(g, node, "op 'pad' over the channel dim")
-    return x
+        return (_unsupported(g, name, args, kwargs, out, "padding the channel dim") or [Info()])[0]
+    return Info(x.view, x.cdim)
 
 
-def _getitem(g: _Graph, node: fx.Node, x: _Info) -> _Info:
-    src = _shape(node.args[0])
-    idx = node.args[1]
-    if src is None:  # indexing a tuple (chunk/split output, or a leaf's tuple)
-        if x.poison:
-            return _unsupported(g, node, x.poison)
-        return _Info(x.view, x.cdim) if x.view is not None and idx == 0 else _Info(None, None)
-    if x.view is None:
-        return _Info(None, None, param=None)
-    items = list(idx) if isinstance(idx, tuple) else [idx]
-    if Ellipsis in items:
-        e = items.index(Ellipsis)
-        items = items[:e] + [slice(None)] * (len(src) - len(items) + 1) + items[e + 1:]
-    cdim, out_dim = None, 0
-    for d in range(len(src)):
-        it = items[d] if d < len(items) else slice(None)
-        while it is None:
-            out_dim += 1
-            items.pop(d)
-            it = items[d] if d < len(items) else slice(None)
-        if d == x.cdim:
-            if it != slice(None):
-                return _unsupported(g, node, "indexing/slicing the channel dim")
-            cdim = out_dim
-        if isinstance(it, slice):
-            out_dim += 1
-        elif not isinstance(it, int):
-            return _unsupported(g, node, "advanced indexing")
-    return _Info(x.view, cdim)
+def _copy(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    dst, src = _info(g, args[0]), _info(g, args[1])
+    if src.view is None:
+        return Info(dst.view, dst.cdim) if dst.view is not None else Info()
+    if dst.view is None:
+        if args[1].dim() == args[0].dim():
+            return Info(src.view, src.cdim)
+        return Info(src.view, src.cdim + args[0].dim() - args[1].dim())
+    _tie(g, dst.view, src.view, _where(g, name))
+    return Info(dst.view, dst.cdim)
+
+
+def _pixel_shuffle(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
+    x = _info(g, args[0])
+    if x.view is None or x.cdim != args[0].dim() - 3:
+        return (_unsupported(g, name, args, kwargs, out) or [Info()])[0]
+    k = int(args[1]) ** 2
+    if name == "pixel_shuffle":
+        view = _group_view(g, x.view, k, _where(g, name))
+        return Info([(s, r // k) for s, r in view], x.cdim) if view else Info()
+    return Info([(s, r * k) for s, r in x.view], x.cdim)
+
+
+_RULES: dict[str, Callable[..., Any]] = {
+    "convolution": _conv, "_convolution": _conv,
+    "mm": _mm, "bmm": _mm, "addmm": _mm, "baddbmm": _mm, "matmul": _mm, "linear": _mm,
+    "_native_batch_norm_legit_no_training": _batch_norm, "_native_batch_norm_legit": _batch_norm,
+    "native_batch_norm": _batch_norm, "batch_norm": _batch_norm,
+    "_batch_norm_with_update": _batch_norm, "_batch_norm_no_update": _batch_norm,
+    "cudnn_batch_norm": _batch_norm, "native_layer_norm": _layer_norm, "layer_norm": _layer_norm,
+    "rms_norm": _rms_norm, "_fused_rms_norm": _rms_norm, "native_group_norm": _group_norm,
+    "t": _transpose_like, "transpose": _transpose_like, "permute": _transpose_like,
+    "swapaxes": _transpose_like, "unsqueeze": _unsqueeze, "squeeze": _squeeze,
+    "expand": _expand, "slice": _slice, "select": _select, "narrow": _slice,
+    "split": _split, "split_with_sizes": _split, "unbind": _split, "unsafe_split": _split,
+    "cat": _cat, "stack": _stack, "index": _index, "index_select": _index, "gather": _index,
+    "embedding": _index, "constant_pad_nd": _pad, "copy": _copy,
+    "_scaled_dot_product_flash_attention_for_cpu": _sdpa,
+    "_scaled_dot_product_attention_math": _sdpa, "_scaled_dot_product_flash_attention": _sdpa,
+    "_scaled_dot_product_efficient_attention": _sdpa, "scaled_dot_product_attention": _sdpa,
+    "_scaled_dot_product_cudnn_attention": _sdpa,
+    "pixel_shuffle": _pixel_shuffle, "pixel_unshuffle": _pixel_shuffle,
+    **{v: _reshape for v in _VIEWS},
+}

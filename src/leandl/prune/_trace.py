@@ -1,58 +1,52 @@
-"""Channel-dependency tracing on a ``torch.fx`` graph (the engine behind :mod:`leandl.prune.groups`).
+"""Channel-dependency tracing of a concrete forward pass at the ATen level.
 
-Every tensor in the traced graph carries a *view* of its channel dimension: an ordered list of
-segments ``(space, r)``, where ``space`` is a set of coupled units (union-find over "base spaces")
-and ``r`` is how many consecutive indices each unit occupies there (1 after a conv, ``H*W`` after
-a flatten). Unit ``k`` of a segment starting at offset ``o`` owns indices ``o + k*r + arange(r)``.
+The model runs once on the example inputs (eval mode, no grad) under a
+``TorchDispatchMode`` that sees every ATen op actually executed, with real tensors: Python
+control flow, ``ModelOutput`` dicts, data-dependent shapes and library code (timm, torchvision,
+Hugging Face) no longer matter, because nothing is traced symbolically. Parameters are
+recognised by identity, so a weight used through ``t()``, ``view`` or directly in ``mul``
+(layer scale, position embeddings) keeps its owner's name. A second pass in train mode (batch
+2, norm statistics restored) adds branches that only run in training (auxiliary heads).
 
-Rules (one per op family):
+Every tensor carries a *view* of one dimension (its channel dim ``cdim``): an ordered list of
+segments ``(space, r)``; ``space`` is a set of coupled units (union-find) and ``r`` the number of
+consecutive indices each unit occupies in that dim (1 after a conv, ``H*W`` after a flatten,
+``head_dim`` after heads are merged back). Unit ``k`` of a segment at offset ``o`` owns indices
+``o + k*r + arange(r)``.
 
-- conv / linear: the input view is *consumed* (weight dim 1); the output is a new space
-  *produced* by weight dim 0 and bias. Depthwise convs produce on their input's view (in == out);
-  other grouped convs block both sides (never pruned).
-- BatchNorm / LayerNorm over the channel dim: producers on the input view (weight, bias, stats).
-- element-wise ops (``add``, ``mul``, ...) between two tensors tie their spaces (residuals);
-  a broadcast parameter (position embedding) becomes a producer of the space.
-- ``cat`` on the channel dim concatenates views (offsets), on another dim ties them.
-- ``flatten`` / ``view`` that merge the channel dim with trailing dims multiply ``r``.
-- anything else that touches the channel dim (``pad`` over channels, ``chunk``, slicing) marks
-  the spaces *unsupported* with the op's name and layer; :func:`channel_groups` refuses them.
+Operations on spaces:
+
+- ``union``: two tensors meet element-wise (residual add), so their units are the same.
+- ``coarsen(space, k)``: the space's units are regrouped ``k`` at a time (a reshape that splits
+  ``H*D`` channels into ``H`` heads of ``D``; a grouped conv's groups; grouped-query attention,
+  where one key/value group serves ``k`` query heads).
+- ``split(space, cuts)``: a ``split``/``chunk`` along the channels divides a space into
+  independent ones (GPT-2's fused q/k/v projection, CSP blocks, GLU).
+
+Spaces that meet an op which cannot be pruned through are *unsupported*: their channels are
+kept whole and the reason (op and layer) is reported; ``strict=True`` makes it an error instead.
+The per-op rules live in :mod:`leandl.prune._rules`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import operator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.fx as fx
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from leandl.errors import ModelError
 
-__all__ = ["Space", "Tracer", "trace_spaces", "Slice"]
+__all__ = ["Space", "Trace", "trace_spaces", "Slice", "View", "prod"]
 
 Slice = tuple[str, str, int, int, int]  # (module name, param name, dim, offset, r)
-
-_PASS_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
-    nn.LeakyReLU, nn.ELU, nn.Mish, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity,
-    nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Upsample,
-    nn.ZeroPad2d, nn.Hardtanh,
-)
-_PASS_FUNCS = {
-    "relu", "relu_", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardtanh",
-    "leaky_relu", "elu", "mish", "dropout", "dropout1d", "dropout2d", "avg_pool1d",
-    "avg_pool2d", "max_pool1d", "max_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "interpolate", "contiguous", "clone",
-    "float", "to", "detach", "neg", "abs", "exp", "sqrt", "type_as",
-}
-_BINARY = {"add", "sub", "mul", "truediv", "iadd", "isub", "imul", "add_", "mul_", "div", "sub_"}
-_RESHAPE = {"view", "reshape", "flatten", "unsqueeze", "squeeze"}
-_NO_TENSOR = {"size", "dim", "getattr", "numel"}
+View = list[tuple[int, int]]  # segments (space id, r) along the channel dim
 
 
 @dataclass
@@ -64,45 +58,58 @@ class Space:
     consumers: list[Slice] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)  # why it may not be pruned (quietly)
     unsupported: list[str] = field(default_factory=list)  # ops that make pruning unsafe
-    kind: str = "channel"
-    name: str | None = None  # explicit group name (heads)
+    compute: set[tuple[str, str]] = field(default_factory=set)  # conv/matmul weights producing
+    coarse: int = 1  # fine units (as first created) per unit
     order: int = 0
 
 
 @dataclass
-class _Info:
-    view: list[tuple[int, int]] | None  # segments (space id, r) along cdim
-    cdim: int | None
-    param: tuple[str, str] | None = None  # a (broadcast) parameter: (owner, param name)
-    poison: str | None = None  # tuple output of an unsupported op
+class Info:
+    """What is known of one tensor: its channel view, or the parameter it is (a view of)."""
+
+    view: View | None = None
+    cdim: int | None = None
+    param: tuple[str, str, tuple[int | None, ...]] | None = None  # (owner, name, dims map)
 
 
-class Tracer(fx.Tracer):
-    """fx tracer that keeps attention modules (ours, BERT-style) as leaves."""
+@dataclass
+class MacTerm:
+    """A compute op's MACs and the views whose kept fractions scale them."""
 
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return _is_attention(m) or _is_bert_attention(m) or super().is_leaf_module(m, qualname)
-
-
-def _is_attention(m: nn.Module) -> bool:
-    return (isinstance(getattr(m, "qkv", None), nn.Linear)
-            and isinstance(getattr(m, "proj", None), nn.Linear) and hasattr(m, "head_dim"))
+    macs: float
+    views: list[View]
 
 
-def _is_bert_attention(m: nn.Module) -> bool:
-    return all(isinstance(getattr(m, k, None), nn.Linear) for k in ("query", "key", "value")) \
-        and hasattr(m, "num_attention_heads") and hasattr(m, "attention_head_size")
+@dataclass
+class Trace:
+    """Result of :func:`trace_spaces`."""
+
+    spaces: list[Space]  # root spaces, in creation order
+    roots: dict[int, int]  # root space id -> index into ``spaces``
+    order: list[str]  # modules in first-call order
+    first_producer: str | None  # module producing the first compute output (stem / embedding)
+    macs: list[MacTerm]
+    graph: Graph
 
 
-class _Graph:
-    """Union-find over spaces plus the per-node rules."""
+class Graph:
+    """Union-find over spaces, the tensor-info table and the operations on spaces."""
 
-    def __init__(self, gm: fx.GraphModule, heads: bool) -> None:
-        self.gm = gm
-        self.heads = heads
+    def __init__(self, model: nn.Module) -> None:
         self.spaces: list[Space] = []
         self.parent: list[int] = []
-        self.env: dict[fx.Node, _Info] = {}
+        self.infos: dict[int, Info] = {}
+        self.keep: list[torch.Tensor] = []  # keeps traced tensors alive so ids stay unique
+        self.params: dict[int, tuple[str, str]] = {}
+        for name, t in list(model.named_parameters(remove_duplicate=False)) + list(
+                model.named_buffers(remove_duplicate=False)):
+            owner, _, pname = name.rpartition(".")
+            self.params.setdefault(id(t), (owner, pname))
+        self.produced: dict[tuple[str, str, int], int] = {}  # producer slice -> space (2nd pass)
+        self.macs: list[MacTerm] = []
+        self.stack: list[str] = []
+        self.order: list[str] = []
+        self.first_producer: str | None = None
 
     # -- union-find ---------------------------------------------------------------------
     def new(self, size: int, **kw: Any) -> int:
@@ -116,103 +123,119 @@ class _Graph:
             i = self.parent[i]
         return i
 
-    def union(self, a: int, b: int) -> None:
+    def sp(self, i: int) -> Space:
+        return self.spaces[self.find(i)]
+
+    def union(self, a: int, b: int, where: str) -> None:
         a, b = self.find(a), self.find(b)
         if a == b:
             return
         if self.spaces[a].size != self.spaces[b].size:
-            self.mark([(a, 1), (b, 1)], "element-wise op between different widths")
+            self.mark([(a, 1), (b, 1)], f"element-wise op between different widths at {where}")
             return
         if self.spaces[b].order < self.spaces[a].order:
             a, b = b, a
         sa, sb = self.spaces[a], self.spaces[b]
         for attr in ("producers", "consumers", "blocked", "unsupported"):
             getattr(sa, attr).extend(getattr(sb, attr))
+        sa.compute |= sb.compute
         self.parent[b] = a
 
-    def mark(self, view: list[tuple[int, int]] | None, reason: str, blocked: bool = False) -> None:
+    def mark(self, view: View | None, reason: str, blocked: bool = False) -> None:
         for sid, _ in view or []:
-            sp = self.spaces[self.find(sid)]
+            sp = self.sp(sid)
             (sp.blocked if blocked else sp.unsupported).append(reason)
 
-    def add(self, view: list[tuple[int, int]], module: str, params: list[str], dim: int,
-            role: str) -> None:
+    def _rewrite(self, sid: int, fn: Any) -> None:
+        """Apply ``fn(r) -> list[(space, r)]`` to every live view segment of root ``sid``."""
+        def redo(view: View) -> View:
+            out: View = []
+            for s, r in view:
+                out.extend(fn(r) if self.find(s) == sid else [(s, r)])
+            return out
+
+        for info in self.infos.values():
+            if info.view and any(self.find(s) == sid for s, _ in info.view):
+                info.view = redo(info.view)
+        for term in self.macs:
+            term.views = [redo(v) if any(self.find(s) == sid for s, _ in v) else v
+                          for v in term.views]
+
+    def coarsen(self, sid: int, k: int, where: str) -> bool:
+        """Regroup the units of ``sid``'s root ``k`` at a time; False (and marked) if it can't."""
+        sid = self.find(sid)
+        sp = self.spaces[sid]
+        if k == 1:
+            return True
+        if sp.size % k:
+            self.mark([(sid, 1)], f"{k} units per group do not divide {sp.size} at {where}")
+            return False
+        sp.size //= k
+        sp.coarse *= k
+        sp.producers = [(m, p, d, o, r * k) for m, p, d, o, r in sp.producers]
+        sp.consumers = [(m, p, d, o, r * k) for m, p, d, o, r in sp.consumers]
+        self._rewrite(sid, lambda r: [(sid, r * k)])
+        return True
+
+    def split(self, sid: int, sizes: list[int]) -> list[int]:
+        """Divide root ``sid`` (units) into consecutive independent spaces of ``sizes``."""
+        sid = self.find(sid)
+        sp = self.spaces[sid]
+        if len(sizes) == 1:
+            return [sid]
+        parts, start = [], 0
+        for n in sizes:
+            new = self.new(n, blocked=list(sp.blocked), unsupported=list(sp.unsupported),
+                           compute=set(sp.compute), coarse=sp.coarse)
+            for attr in ("producers", "consumers"):
+                getattr(self.spaces[new], attr).extend(
+                    (m, p, d, o + start * r, r) for m, p, d, o, r in getattr(sp, attr))
+            parts.append(new)
+            start += n
+        sp.producers, sp.consumers = [], []
+        sp.blocked.append("split into parts")
+        self._rewrite(sid, lambda r: [(p, r) for p in parts])
+        for key, s in list(self.produced.items()):
+            if self.find(s) == sid:
+                del self.produced[key]
+        return parts
+
+    def add(self, view: View, module: str, params: list[str], dim: int, role: str,
+            compute: bool = False) -> None:
         """Register ``module.param`` dim ``dim`` as producer/consumer of every segment."""
         off = 0
         for sid, r in view:
-            sp = self.spaces[self.find(sid)]
+            sp = self.sp(sid)
             for p in params:
-                (sp.producers if role == "p" else sp.consumers).append((module, p, dim, off, r))
+                item = (module, p, dim, off, r)
+                lst = sp.producers if role == "p" else sp.consumers
+                if item not in lst:
+                    lst.append(item)
+                if compute and role == "p":
+                    sp.compute.add((module, p))
             off += sp.size * r
 
-    def width(self, view: list[tuple[int, int]]) -> int:
-        return sum(self.spaces[self.find(s)].size * r for s, r in view)
+    def width(self, view: View) -> int:
+        return sum(self.sp(s).size * r for s, r in view)
 
-    def fresh(self, node: fx.Node, cdim: int | None, reason: str | None = None,
-              blocked: str | None = None) -> _Info:
-        shape = _shape(node)
-        if shape is None or cdim is None or cdim >= len(shape):
-            return _Info(None, None)
-        sid = self.new(shape[cdim])
-        if reason:
-            self.spaces[sid].unsupported.append(reason)
-        if blocked:
-            self.spaces[sid].blocked.append(blocked)
-        return _Info([(sid, 1)], cdim)
+    def produce(self, size: int, module: str, params: list[str], dim: int,
+                compute: bool = True) -> View:
+        """A new space produced by ``module.params`` dim ``dim`` (reused on a later pass)."""
+        key = (module, params[0], dim)
+        sid = self.produced.get(key)
+        if sid is None or self.sp(sid).size * self.sp(sid).coarse != size:
+            sid = self.new(size)
+            self.produced[key] = sid
+            view: View = [(sid, 1)]
+        else:
+            view = [(self.find(sid), self.sp(sid).coarse)]
+        self.add(view, module, params, dim, "p", compute=compute)
+        if self.first_producer is None and compute:
+            self.first_producer = module
+        return view
 
-
-def _shape(node: Any) -> tuple[int, ...] | None:
-    meta = getattr(node, "meta", {}).get("tensor_meta") if isinstance(node, fx.Node) else None
-    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
-
-
-def _where(node: fx.Node) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    path = list(stack.values())[-1][0] if stack else ""
-    path = path if isinstance(path, str) else ""
-    return f"{path or 'model'} ({node.op} {getattr(node.target, '__name__', node.target)})"
-
-
-def trace_spaces(model: nn.Module, example_inputs: Any, heads: bool = True) -> tuple[
-        list[Space], list[str]]:
-    """Trace ``model`` and return its root spaces (coupled unit sets) and its module order.
-
-    Raises:
-        ModelError: the model cannot be traced symbolically by ``torch.fx``.
-    """
-    from torch.fx.passes.shape_prop import ShapeProp
-
-    try:
-        graph = Tracer().trace(model)
-    except Exception as exc:  # fx raises many types (TraceError, TypeError, ...)
-        raise ModelError(
-            f"torch.fx cannot trace this model ({type(exc).__name__}: {exc})",
-            where=type(model).__name__,
-            fix="remove data-dependent Python control flow from forward, or prune it by hand",
-        ) from exc
-    gm = fx.GraphModule(model, graph)
-    args = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(*args)
-    finally:
-        model.train(was_training)
-    g = _Graph(gm, heads)
-    order: list[str] = []
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            order.append(str(node.target))
-        g.env[node] = _rule(g, node)
-    roots = [g.find(i) for i in range(len(g.spaces))]
-    return [g.spaces[i] for i in sorted(set(roots))], order
-
-
-def _rule(g: _Graph, node: fx.Node) -> _Info:
-    from leandl.prune import _rules
-
-    return _rules.apply(g, node)
+    def where(self, op: str) -> str:
+        return f"{self.stack[-1] if self.stack else 'model'} ({op})"
 
 
 def prod(xs: Any) -> int:
@@ -220,11 +243,207 @@ def prod(xs: Any) -> int:
     return int(math.prod(int(x) for x in xs))
 
 
-def fn_name(node: fx.Node) -> str:
-    """The short name of a call_function / call_method target ("add", "flatten", ...)."""
-    t = node.target
-    if isinstance(t, str):
-        return t
-    if t is operator.getitem:
-        return "getitem"
-    return getattr(t, "__name__", str(t))
+class _Recorder(TorchDispatchMode):
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        self.g = graph
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        from leandl.prune._rules import apply
+
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        apply(self.g, func, args, kwargs, out)
+        return out
+
+
+@contextlib.contextmanager
+def _module_stack(model: nn.Module, g: Graph) -> Iterator[None]:
+    names = {id(m): n for n, m in model.named_modules()}
+
+    def pre(mod: nn.Module, _args: Any) -> None:
+        name = names.get(id(mod))
+        if name is not None:
+            g.stack.append(name)
+            if name not in g.order:
+                g.order.append(name)
+
+    def post(mod: nn.Module, _args: Any, _out: Any) -> None:
+        if id(mod) in names and g.stack:
+            g.stack.pop()
+
+    handles = [m.register_forward_pre_hook(pre) for m in model.modules()]
+    handles += [m.register_forward_hook(post) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def call(model: nn.Module, inputs: Any) -> Any:
+    """``model(inputs)``: a tensor, a tuple/list of positional inputs, or a dict of kwargs."""
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, (tuple, list)):
+        return model(*inputs)
+    return model(inputs)
+
+
+def _input_infos(g: Graph, inputs: Any) -> None:
+    for t in tree_flatten(inputs)[0]:
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() >= 2:
+            cdim = 1 if t.dim() >= 3 else t.dim() - 1
+            sid = g.new(int(t.shape[cdim]), blocked=["model input"])
+            g.infos[id(t)] = Info([(sid, 1)], cdim)
+            g.keep.append(t)
+
+
+def _output_flat(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in _output_flat(v)]
+    if isinstance(out, (tuple, list)):
+        return [t for v in out for t in _output_flat(v)]
+    if hasattr(out, "__dataclass_fields__"):
+        return [t for k in out.__dataclass_fields__ for t in _output_flat(getattr(out, k))]
+    return []
+
+
+def _batch2(inputs: Any) -> Any:
+    """The inputs with their batch dim repeated to 2 (train-mode norms need 2 samples)."""
+    if isinstance(inputs, torch.Tensor):
+        return torch.cat([inputs, inputs]) if inputs.dim() >= 1 and inputs.shape[0] == 1 else inputs
+    if isinstance(inputs, dict):
+        return {k: _batch2(v) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_batch2(v) for v in inputs)
+    return inputs
+
+
+def _run(model: nn.Module, g: Graph, inputs: Any) -> None:
+    g.infos.clear()
+    g.keep.clear()
+    _input_infos(g, inputs)
+    with _module_stack(model, g), _Recorder(g):
+        out = call(model, inputs)
+    for t in _output_flat(out):
+        info = g.infos.get(id(t))
+        if info is not None:
+            g.mark(info.view, "model output", blocked=True)
+
+
+def trace_spaces(model: nn.Module, example_inputs: Any, train_pass: bool = True) -> Trace:
+    """Run ``model`` on ``example_inputs`` and return its coupled unit spaces.
+
+    Args:
+        model: any module; its state is unchanged afterwards (norm statistics restored).
+        example_inputs: a tensor, a tuple of positional inputs or a dict of keyword inputs.
+        train_pass: also run once in train mode (branches that only run in training).
+
+    Raises:
+        ModelError: the model's forward pass fails on these inputs.
+    """
+    g = Graph(model)
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            try:
+                _run(model, g, example_inputs)
+            except ModelError:
+                raise
+            except Exception as exc:  # the user's forward itself failed
+                raise ModelError(f"the model's forward pass fails on the example inputs "
+                                 f"({type(exc).__name__}: {exc})", where=type(model).__name__,
+                                 fix="pass inputs the model accepts (a tensor, a tuple of "
+                                     "positional inputs or a dict of keyword inputs)") from exc
+            eval_macs = list(g.macs)
+            if train_pass and any(f for _, f in flags):
+                state = {k: v.clone() for k, v in model.state_dict().items()}
+                rng = torch.get_rng_state()
+                model.train()
+                try:
+                    _run(model, g, _batch2(example_inputs))
+                except Exception:  # noqa: BLE001 - a model may not run in train mode at all
+                    pass
+                finally:
+                    model.load_state_dict(state)
+                    torch.set_rng_state(rng)
+            g.macs = eval_macs
+    finally:
+        for m, f in flags:
+            m.training = f
+    _tie_shared(g)
+    roots = sorted({g.find(i) for i in range(len(g.spaces))})
+    g.infos.clear()
+    g.keep.clear()
+    for term in g.macs:
+        term.views = [[(g.find(s), r) for s, r in v] for v in term.views]
+    return Trace(spaces=[g.spaces[i] for i in roots], roots={r: i for i, r in enumerate(roots)},
+                 order=g.order, first_producer=g.first_producer, macs=g.macs, graph=g)
+
+
+def _tie_shared(g: Graph) -> None:
+    """Two spaces slicing the same indices of a tensor (shared weights, a second pass): unite
+    them when the slices are identical, otherwise keep both whole."""
+    seen: dict[tuple[str, str, int], list[tuple[int, int, int]]] = {}
+    for i in range(len(g.spaces)):
+        if g.find(i) != i:
+            continue
+        for role in ("producers", "consumers"):
+            for m, p, d, o, r in list(getattr(g.spaces[i], role)):
+                seen.setdefault((m, p, d), []).append((i, o, r))
+    for (m, p, d), items in seen.items():
+        for a in range(len(items)):
+            for b in range(a + 1, len(items)):
+                (i, o, r), (j, o2, r2) = items[a], items[b]
+                if g.find(i) == g.find(j):
+                    continue
+                end, end2 = o + g.sp(i).size * r, o2 + g.sp(j).size * r2
+                if end <= o2 or end2 <= o:
+                    continue  # disjoint index ranges (a concatenation)
+                if (o, r, end) == (o2, r2, end2):
+                    g.union(i, j, f"{m}.{p} (shared tensor)")
+                else:
+                    g.mark([(i, 1), (j, 1)], f"tensor {m}.{p} is sliced by two groups")
+
+
+def first_batch(inputs: Any, n: int = 1) -> Any:
+    """The first ``n`` samples of every tensor in ``inputs`` (tensor, tuple or dict)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs[:n] if inputs.dim() >= 1 else inputs
+    if isinstance(inputs, dict):
+        return {k: first_batch(v, n) for k, v in inputs.items()}
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(first_batch(v, n) for v in inputs)
+    return inputs
+
+
+def input_spec(inputs: Any) -> Any:
+    """A JSON description (shapes, dtypes) of batch-1 ``inputs``, for :func:`inputs_from_spec`."""
+    if isinstance(inputs, torch.Tensor):
+        return {"shape": [1, *inputs.shape[1:]], "dtype": str(inputs.dtype).replace("torch.", "")}
+    if isinstance(inputs, dict):
+        return {"dict": {k: input_spec(v) for k, v in inputs.items()}}
+    if isinstance(inputs, (tuple, list)):
+        return {"tuple": [input_spec(v) for v in inputs]}
+    if inputs is None or isinstance(inputs, (bool, int, float, str)):
+        return {"value": inputs}
+    raise ModelError(f"cannot record an example input of type {type(inputs).__name__}",
+                     fix="pass tensors, tuples or dicts of tensors as example inputs")
+
+
+def inputs_from_spec(spec: Any) -> Any:
+    """Example inputs rebuilt from :func:`input_spec`: zeros (floats) or ones (integers)."""
+    if "shape" in spec:
+        dtype = getattr(torch, str(spec.get("dtype", "float32")))
+        if dtype.is_floating_point or dtype.is_complex:
+            return torch.zeros(spec["shape"], dtype=dtype)
+        return torch.ones(spec["shape"], dtype=dtype)
+    if "dict" in spec:
+        return {k: inputs_from_spec(v) for k, v in spec["dict"].items()}
+    if "tuple" in spec:
+        return tuple(inputs_from_spec(v) for v in spec["tuple"])
+    return spec.get("value")

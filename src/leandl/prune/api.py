@@ -33,10 +33,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from leandl.errors import ConfigError
+from leandl.errors import ConfigError, ModelError
 from leandl.measure import count_macs, count_params
 from leandl.prune._alloc import CostModel, allocate, keep_sets, normalised
 from leandl.prune.criteria import Criterion, get_criterion
+from leandl.prune._trace import first_batch
 from leandl.prune.groups import ChannelGroup, channel_groups, remove_units_
 
 __all__ = ["PruneReport", "prune_", "score_groups", "check_target"]
@@ -59,6 +60,7 @@ class PruneReport:
     kept: dict[str, list[int]] = field(default_factory=dict)  # last step's kept indices
     achieved: dict[str, float] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
+    kept_whole: dict[str, str] = field(default_factory=dict)  # group -> op that blocks it
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -134,12 +136,16 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
            ignored_layers: Sequence[str] | None = None, round_to: int | None = None,
            batches: Iterable[Any] | None = None, iterative_steps: int = 1,
            keep: dict[str, list[int]] | None = None,
-           between_steps: Callable[[nn.Module, int], None] | None = None) -> PruneReport:
+           between_steps: Callable[[nn.Module, int], None] | None = None,
+           strict: bool = False, allow_miss: bool = False) -> PruneReport:
     """Prune ``model`` in place (physically) to ``target``; returns a :class:`PruneReport`.
 
     Args:
-        model: the network (fx-traceable); its input and output shapes are kept.
-        example_inputs: an input batch; MACs are counted at batch 1.
+        model: any network whose forward runs on ``example_inputs`` (traced concretely at the
+            ATen level); its input and output shapes are kept.
+        example_inputs: an input batch: a tensor, a tuple of positional inputs, or a dict of
+            keyword inputs (``{"input_ids": ..., "attention_mask": ...}``); MACs are counted
+            at batch 1.
         criterion: a ``CRITERIA`` name (``l1``, ``l2``, ``fpgm``, ``bn_scale``, ``taylor``,
             ``di``, ``random``) or a :class:`Criterion`.
         target: one of ``ratio`` / ``macs`` / ``params`` / ``latency_ms`` / ``latency`` (see
@@ -154,16 +160,31 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
             (geometric schedule for macs/params, linear for ratio).
         keep: explicit kept indices per group name (e.g. an early-bird mask); skips scoring.
         between_steps: called as ``fn(model, step)`` after each step but the last (fine-tune).
+        strict: raise when an op leandl cannot prune through touches a group; by default
+            such groups keep all their units and ``report.kept_whole`` says which and why.
+        allow_miss: accept a MACs/params result more than 2 % (absolute) off the target;
+            by default that is an error (the model is left pruned as far as it went).
 
     Raises:
-        ConfigError: invalid target, scope or ratios. ModelError: the model cannot be pruned.
+        ConfigError: invalid target, scope or ratios. ModelError: the model has nothing
+            prunable, cannot be pruned (strict), or the target was missed by > 2 %.
     """
     target = dict(target or {"macs": 0.5})
     key = _check(target, scope, max_ratio, iterative_steps)
-    x1 = example_inputs[:1]
+    x1 = first_batch(example_inputs)
     crit = get_criterion(criterion)
     data = list(batches) if batches is not None else None
-    groups = channel_groups(model, x1, ignored_layers=ignored_layers or ())
+    kept_whole: dict[str, str] = {}
+    groups = channel_groups(model, x1, ignored_layers=ignored_layers or (), strict=strict,
+                            kept_whole=kept_whole)
+    if not groups and keep is None:
+        why = "; ".join(f"{k}: {v}" for k, v in list(kept_whole.items())[:3])
+        raise ModelError(
+            f"{type(model).__name__} has no prunable channel group"
+            + (f" (kept whole: {why})" if why else " (every width reaches the input or output)"),
+            where=type(model).__name__,
+            fix="check that the model has conv/linear layers between its input and output; "
+                "ops leandl cannot prune through are named above")
     cost = CostModel(model, groups, x1)
     macs0, params0 = cost.macs.total, count_params(model).total
     widths = {g.name: [g.size, g.size] for g in groups}
@@ -180,19 +201,27 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
     else:
         for step in range(iterative_steps):
             if step > 0:
-                groups = channel_groups(model, x1, ignored_layers=ignored_layers or ())
+                groups = channel_groups(model, x1, ignored_layers=ignored_layers or (),
+                                        strict=strict)
                 cost = CostModel(model, groups, x1)
             goal = _step_goal(key, float(target[key]), step, iterative_steps,
                               cost.macs.total / macs0, count_params(model).total / params0)
             scores = normalised(score_groups(model, groups, crit, data))
             kept = _search(groups, scores, cost, key, goal, scope, max_ratio, round_to)
             last_keep = keep_sets(groups, scores, kept)
+            if step == iterative_steps - 1 and key in ("macs", "params") and not allow_miss:
+                est = cost.estimate(kept)[0 if key == "macs" else 1] / (
+                    macs0 if key == "macs" else params0)
+                _check_landing(model, key, est, float(target[key]), kept_whole)
             remove_units_(model, x1, last_keep, groups=groups)
             for name, idx in last_keep.items():
                 widths[name][1] = len(idx)
             if between_steps is not None and step < iterative_steps - 1:
                 between_steps(model, step)
     macs1, params1 = count_macs(model, x1).total, count_params(model).total
+    achieved = {"macs": macs1 / macs0, "params": params1 / params0}
+    if key in ("macs", "params") and keep is None and not allow_miss:
+        _check_landing(model, key, achieved[key], float(target[key]), kept_whole)
     return PruneReport(
         criterion=str(getattr(crit, "name", criterion) if isinstance(criterion, str) else
                       type(crit).__name__), scope=scope, target=target,
@@ -200,8 +229,20 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
         widths=widths if keep is None and not key.startswith("latency") else {
             n: [w[0], len(last_keep.get(n, range(w[0])))] for n, w in widths.items()},
         kept=last_keep,
-        achieved={"macs": macs1 / macs0, "params": params1 / params0}, latency=lat,
+        achieved=achieved, latency=lat, kept_whole=kept_whole,
     )
+
+
+def _check_landing(model: nn.Module, key: str, got: float, want: float,
+                   kept_whole: dict[str, str]) -> None:
+    """ModelError when the kept fraction ``got`` is more than 2 % (absolute) off ``want``."""
+    if abs(got - want) <= 0.02:
+        return
+    raise ModelError(
+        f"pruning would land at {got:.3f} of the {key}, target {want} (more than 2 % off)",
+        where=type(model).__name__,
+        fix="raise max_ratio, lower round_to, or pass allow_miss=True to accept it"
+            + (f"; groups kept whole: {', '.join(list(kept_whole)[:5])}" if kept_whole else ""))
 
 
 def _step_goal(key: str, final: float, step: int, steps: int, macs_now: float,

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from leandl.errors import ModelError
-from leandl.prune._trace import Space, trace_spaces
+from leandl.prune._trace import Space, Trace, first_batch, input_spec, inputs_from_spec, trace_spaces
 from leandl.registry import EDITS
 from leandl.spec import add_edit
 
@@ -64,6 +64,9 @@ class ChannelGroup:
     consumers: list[tuple[str, str, int]]
     producer_maps: list[tuple[int, int]] = field(default_factory=list)
     consumer_maps: list[tuple[int, int]] = field(default_factory=list)
+    compute: list[tuple[str, str]] = field(default_factory=list)  # conv/linear/matmul weights
+    space: int = -1  # root space id in ``trace``
+    trace: Trace | None = field(default=None, repr=False, compare=False)
 
     def slices(self, role: str = "producers") -> list[tuple[str, str, int, int, int]]:
         """(module, param, dim, offset, r) for every producer (or consumer)."""
@@ -83,47 +86,66 @@ def _tensor(model: nn.Module, module: str, param: str) -> torch.Tensor:
     return getattr(model.get_submodule(module) if module else model, param)
 
 
-def channel_groups(model: nn.Module, example_inputs: torch.Tensor, *,
+def channel_groups(model: nn.Module, example_inputs: Any, *,
                    ignored_layers: Sequence[str] = (), heads: bool = True,
-                   keep_io: bool = True, strict: bool = True) -> list[ChannelGroup]:
+                   keep_io: bool = True, strict: bool = False,
+                   kept_whole: dict[str, str] | None = None) -> list[ChannelGroup]:
     """Every prunable group of ``model`` (in forward order).
 
     Excluded: groups with a producer in ``ignored_layers`` (a module name or a prefix), and,
-    unless ``keep_io=False``, groups produced by the first conv/linear (for a transformer: the
-    residual stream) or reaching the output (the classifier), so input and output shapes stay.
+    unless ``keep_io=False``, the group produced by the first conv/linear/embedding (for a
+    transformer: the residual stream); groups reaching the model's output are always excluded,
+    so input and output shapes stay.
 
     Args:
-        model: any ``torch.fx``-traceable module.
-        example_inputs: one input batch (a batch of 1 is enough).
+        model: any module whose forward runs on ``example_inputs``.
+        example_inputs: a tensor, a tuple of positional inputs, or a dict of keyword inputs
+            (a batch of 1 is enough).
         ignored_layers: module names whose output units must not be pruned.
         heads: include attention-head groups.
         keep_io: exclude the first layer's outputs (the model output is always excluded).
-        strict: raise on a group that passes through an unsupported op; False skips it.
+        strict: raise on a group that passes through an op leandl cannot prune through;
+            by default such a group is kept whole and listed in ``kept_whole``.
+        kept_whole: filled with group name -> reason for every group kept whole that way.
 
     Raises:
-        ModelError: an op that cannot be pruned safely touches a prunable group (strict), or
-            the model cannot be traced.
+        ModelError: (strict) an op that cannot be pruned safely touches a prunable group, or
+            the forward pass fails on the example inputs.
     """
-    spaces, order = trace_spaces(model, example_inputs, heads=heads)
-    first = next((n for n in order if isinstance(model.get_submodule(n), _MATMUL)), None)
-    ignored = [i for i in list(ignored_layers) + ([first] if keep_io and first else []) if i]
-    cands = [(sp, g) for sp in spaces if (g := _to_group(model, sp)) is not None]
-    roots: dict[str, int] = defaultdict(int)
-    for _, group in cands:
-        if group.kind == "mlp_unit":
-            roots[group.name.rpartition(".")[0]] += 1
+    trace = trace_spaces(model, example_inputs)
+    ignored = [i for i in list(ignored_layers) if i]
+    first = trace.first_producer if keep_io else None
     out: list[ChannelGroup] = []
+    names: set[str] = set()
+    cands = [(sp, _to_group(model, sp, root, trace))
+             for root, sp in zip(sorted(trace.roots), trace.spaces)]
+    parents: dict[str, int] = defaultdict(int)
+    for _, group in cands:
+        if group is not None and group.kind == "mlp_unit":
+            parents[group.name.rpartition(".")[0]] += 1
     for sp, group in cands:
-        owners = {m for m, *_ in sp.producers}
-        if any(m == i or m.startswith(i + ".") for m in owners for i in ignored):
+        if group is None:
             continue
         parent = group.name.rpartition(".")[0]
-        if group.kind == "mlp_unit" and parent and roots[parent] == 1 and all(
+        if group.kind == "mlp_unit" and parent and parents[parent] == 1 and all(
                 c[0].startswith(parent + ".") for c in group.consumers):
             group.name = parent  # MLP units are named after their block ("blocks.3.mlp")
+        owners = {m for m, p, *_ in sp.producers if (m, p) in sp.compute}
+        if first is not None and first in owners:
+            continue
+        if any(m == i or m.startswith(i + ".") for m in owners for i in ignored):
+            continue
+        if group.kind == "head" and not heads:
+            continue
+        base, n = group.name, 2
+        while group.name in names:
+            group.name, n = f"{base}#{n}", n + 1
+        names.add(group.name)
         if sp.unsupported:
             if strict:
                 _refuse(group.name, sp.unsupported[0])
+            if kept_whole is not None:
+                kept_whole[group.name] = sp.unsupported[0]
             continue
         out.append(group)
     return out
@@ -133,25 +155,28 @@ def _refuse(name: str, reason: str) -> None:
     raise ModelError(
         f"channels of group '{name}' pass through an op leandl cannot prune safely: {reason}",
         where=reason.split(" at ")[-1],
-        fix=f"add '{name}' to ignored_layers, or change the model (e.g. shortcut='B' "
-            "1x1-conv shortcuts instead of zero-padding; no chunk/slicing of channels)",
+        fix=f"drop strict=True to keep '{name}' whole, or add it to ignored_layers",
     )
 
 
-def _to_group(model: nn.Module, sp: Space) -> ChannelGroup | None:
-    roots = [m for m, p, *_ in sp.producers if p == "weight"
-             and isinstance(model.get_submodule(m), _MATMUL)]
-    if sp.blocked or sp.size < 2 or (not roots and sp.kind != "head"):
+def _to_group(model: nn.Module, sp: Space, root: int, trace: Trace) -> ChannelGroup | None:
+    roots = [m for m, p, *_ in sp.producers if (m, p) in sp.compute]
+    if sp.blocked or sp.size < 2 or not roots:
         return None
-    name = sp.name or roots[0]
-    kind = sp.kind if sp.kind == "head" else (
-        "mlp_unit" if isinstance(model.get_submodule(name), nn.Linear) else "channel")
+    weights = [getattr(model.get_submodule(m) if m else model, p) for m, p, *_ in sp.producers
+               if (m, p) in sp.compute]
+    two_d = all(w.dim() == 2 for w in weights)
+    if two_d and sp.coarse > 1:
+        kind, name = "head", roots[0].rpartition(".")[0] or roots[0]
+    else:
+        kind, name = ("mlp_unit" if two_d else "channel"), roots[0]
     return ChannelGroup(
         name=name, size=sp.size, kind=kind,
         producers=[(m, p, d) for m, p, d, _, _ in sp.producers],
         consumers=[(m, p, d) for m, p, d, _, _ in sp.consumers],
         producer_maps=[(o, r) for *_, o, r in sp.producers],
         consumer_maps=[(o, r) for *_, o, r in sp.consumers],
+        compute=sorted(sp.compute), space=root, trace=trace,
     )
 
 
@@ -162,8 +187,10 @@ def unit_weights(model: nn.Module, group: ChannelGroup) -> torch.Tensor:
     head, its q, k and v rows); norms, biases and statistics are left out.
     """
     rows = []
+    compute = set(group.compute) or {(m, "weight") for m, *_ in group.producers
+                                     if isinstance(model.get_submodule(m), _MATMUL)}
     for m, p, d, o, r in group.slices("producers"):
-        if p != "weight" or not isinstance(model.get_submodule(m), _MATMUL):
+        if (m, p) not in compute:
             continue
         t = _tensor(model, m, p).detach().movedim(d, 0)
         t = t[o: o + group.size * r].reshape(group.size, -1)
@@ -190,7 +217,7 @@ def zero_units_(model: nn.Module, group: ChannelGroup, idxs: torch.Tensor) -> No
             t.index_fill_(d, unit_indices(idxs, o, r).to(t.device), 0.0)
 
 
-def remove_units_(model: nn.Module, example_inputs: torch.Tensor,
+def remove_units_(model: nn.Module, example_inputs: Any,
                   keep: dict[str, list[int]], *,
                   groups: Sequence[ChannelGroup] | None = None) -> nn.Module:
     """Physically keep only ``keep[name]`` units of each named group, in every coupled tensor.
@@ -230,16 +257,17 @@ def remove_units_(model: nn.Module, example_inputs: torch.Tensor,
     if after != before:
         raise ModelError(f"pruning changed the output shape {before} -> {after}",
                          where=", ".join(clean), fix="add these groups to ignored_layers")
-    shape = list(example_inputs.shape)
-    add_edit(model, {"kind": "prune_units", "input_shape": [1, *shape[1:]],
-                     "input_dtype": str(example_inputs.dtype).replace("torch.", ""),
+    add_edit(model, {"kind": "prune_units", "inputs": input_spec(first_batch(example_inputs)),
                      "keep": {n: clean[n] for n in clean}})
     return model
 
 
 @EDITS.register("prune_units")
 def _replay_prune_units(model: nn.Module, edit: dict[str, Any]) -> nn.Module:
-    """Replay a ``prune_units`` edit: trace zeros of ``input_shape`` and apply the keep sets."""
-    dtype = getattr(torch, str(edit.get("input_dtype", "float32")))
-    x = torch.zeros(edit["input_shape"], dtype=dtype)
+    """Replay a ``prune_units`` edit: trace inputs of the recorded spec, apply the keep sets."""
+    if "inputs" in edit:
+        x = inputs_from_spec(edit["inputs"])
+    else:  # format of leandl <= 0.1: one float tensor
+        dtype = getattr(torch, str(edit.get("input_dtype", "float32")))
+        x = torch.zeros(edit["input_shape"], dtype=dtype)
     return remove_units_(model, x, {k: list(v) for k, v in edit["keep"].items()})
