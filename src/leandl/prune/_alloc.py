@@ -56,7 +56,10 @@ def allocate(groups: list[ChannelGroup], scores: dict[str, torch.Tensor], t: flo
         else:
             drop = int(math.floor(t * g.size + 1e-9))
         floor = int(math.ceil((1 - max_ratio) * g.size - 1e-9))
-        out[g.name] = _round_kept(g.size - drop, g.size, floor, round_to)
+        step = round_to
+        if round_to and g.unit > 1:  # round_to counts channels; a unit spans g.unit of them
+            step = round_to // g.unit if round_to % g.unit == 0 else 1
+        out[g.name] = _round_kept(g.size - drop, g.size, floor, step if step != 1 else None)
     return out
 
 

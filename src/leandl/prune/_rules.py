@@ -19,6 +19,7 @@ __all__ = ["apply"]
 _PASS = {
     "clone", "_to_copy", "alias", "detach", "lift_fresh", "lift_fresh_copy", "contiguous",
     "native_dropout", "dropout", "feature_dropout", "_softmax", "softmax", "_log_softmax",
+    "_safe_softmax",
     "log_softmax", "avg_pool1d", "avg_pool2d", "avg_pool3d", "max_pool2d_with_indices",
     "max_pool1d", "max_pool2d", "max_pool3d_with_indices", "max_pool1d_with_indices",
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d",
@@ -27,7 +28,7 @@ _PASS = {
     "_upsample_nearest_exact2d", "_upsample_bilinear2d_aa", "roll", "flip", "cumsum",
     "reflection_pad1d", "reflection_pad2d", "replication_pad1d", "replication_pad2d",
     "_native_batch_norm_legit_functional", "fill", "zero", "bernoulli", "masked_fill",
-    "triu", "tril", "glu_backward",
+    "triu", "tril", "as_strided", "resize",
 }
 _NORM_STATS = {"var", "var_mean", "std", "std_mean", "mean", "sum", "amax", "amin", "max",
                "min", "norm", "linalg_vector_norm", "logsumexp", "prod", "any", "all", "argmax"}
@@ -56,7 +57,11 @@ def apply(g: Graph, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
         rule = _reduce
     if rule is None:
         rule = _unknown
-    results = rule(g, name, args, kwargs, out)
+    try:
+        results = rule(g, name, args, kwargs, out)
+    except Exception as exc:  # noqa: BLE001 - a rule's blind spot must not break the forward
+        results = _unsupported(g, name, args, kwargs, out,
+                               f"op '{name}' ({type(exc).__name__} in its channel rule)")
     if not isinstance(results, list):
         results = [results]
     for o, info in zip(outs, results + [Info()] * (len(outs) - len(results))):
@@ -108,7 +113,8 @@ def _pass(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info
         if x.view is not None:
             return _unsupported(g, name, args, kwargs, out, f"'{name}' changes the channel dim")
         return [Info(param=x.param)] if x.param and o.shape == args[0].shape else []
-    if name in ("roll", "flip", "cumsum", "_softmax", "softmax", "_log_softmax", "log_softmax"):
+    if name in ("roll", "flip", "cumsum", "_softmax", "softmax", "_log_softmax", "log_softmax",
+                "_safe_softmax"):
         dims = args[1] if len(args) > 1 else kwargs.get("dims", kwargs.get("dim", ()))
         dims = dims if isinstance(dims, (list, tuple)) else [dims]
         if name in ("roll", "flip", "cumsum") and x.cdim in [int(d) % o.dim() for d in dims]:
@@ -401,7 +407,7 @@ def _split_view(g: Graph, x: Info, sizes: list[int], where: str) -> list[Info]:
 
 
 def _cat(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
-    parts = list(args[0])
+    parts = [p for p in args[0] if p.numel() > 0 or p.dim() == out.dim()]
     dim = int(args[1] if len(args) > 1 else kwargs.get("dim", 0)) % out.dim()
     infos = [_info(g, p) for p in parts]
     tracked = [(p, i) for p, i in zip(parts, infos) if i.view is not None]
@@ -659,8 +665,16 @@ def _sdpa(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info
     # attention kernel either, and estimates must match the counter
     if not heads:
         return [Info()]
+    width = max(g.width(i.view) for i in heads)
     for i in heads[1:]:
-        _tie(g, heads[0].view, i.view, where)
+        view = i.view
+        if g.width(view) != width and width % g.width(view) == 0:  # grouped-query attention:
+            rep = width // g.width(view)  # one key/value head serves `rep` query heads
+            view = [(s, r * rep) for s, r in view]
+        base = heads[0].view
+        if g.width(base) != width and width % g.width(base) == 0:
+            base = [(s, r * (width // g.width(base))) for s, r in base]
+        _tie(g, base, view, where)
     view = heads[0].view if iq.view is None or iq.cdim != nd - 3 else iq.view
     return [Info(view, o.dim() - 3)]
 

@@ -360,16 +360,20 @@ def trace_spaces(model: nn.Module, example_inputs: Any, train_pass: bool = True)
                                  fix="pass inputs the model accepts (a tensor, a tuple of "
                                      "positional inputs or a dict of keyword inputs)") from exc
             eval_macs = list(g.macs)
-            if train_pass and any(f for _, f in flags):
-                state = {k: v.clone() for k, v in model.state_dict().items()}
+            if train_pass:
+                state = [(b, b.clone()) for b in model.buffers()]
                 rng = torch.get_rng_state()
                 model.train()
-                try:
-                    _run(model, g, _batch2(example_inputs))
-                except Exception:  # noqa: BLE001 - a model may not run in train mode at all
-                    pass
+                try:  # batch 1 first: batch 2 merges the batch into heads in some kernels
+                    _run(model, g, example_inputs)
+                except Exception:  # noqa: BLE001 - e.g. a norm that needs two samples
+                    try:
+                        _run(model, g, _batch2(example_inputs))
+                    except Exception:  # noqa: BLE001 - a model may not run in train mode
+                        pass
                 finally:
-                    model.load_state_dict(state)
+                    for b, saved in state:
+                        b.copy_(saved)
                     torch.set_rng_state(rng)
             g.macs = eval_macs
     finally:

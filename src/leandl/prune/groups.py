@@ -66,6 +66,7 @@ class ChannelGroup:
     consumer_maps: list[tuple[int, int]] = field(default_factory=list)
     compute: list[tuple[str, str]] = field(default_factory=list)  # conv/linear/matmul weights
     space: int = -1  # root space id in ``trace``
+    unit: int = 1  # channels per unit (head_dim for heads, channels per group for groups)
     trace: Trace | None = field(default=None, repr=False, compare=False)
 
     def slices(self, role: str = "producers") -> list[tuple[str, str, int, int, int]]:
@@ -88,7 +89,7 @@ def _tensor(model: nn.Module, module: str, param: str) -> torch.Tensor:
 
 def channel_groups(model: nn.Module, example_inputs: Any, *,
                    ignored_layers: Sequence[str] = (), heads: bool = True,
-                   keep_io: bool = True, strict: bool = False,
+                   keep_io: bool = True, strict: bool = False, hidden: bool = False,
                    kept_whole: dict[str, str] | None = None) -> list[ChannelGroup]:
     """Every prunable group of ``model`` (in forward order).
 
@@ -104,6 +105,9 @@ def channel_groups(model: nn.Module, example_inputs: Any, *,
         ignored_layers: module names whose output units must not be pruned.
         heads: include attention-head groups.
         keep_io: exclude the first layer's outputs (the model output is always excluded).
+        hidden: also prune widths that feed attention projections (a transformer's hidden
+            size, coupled through every residual, norm and embedding); off by default, since
+            attention code often derives its head size from that width.
         strict: raise on a group that passes through an op leandl cannot prune through;
             by default such a group is kept whole and listed in ``kept_whole``.
         kept_whole: filled with group name -> reason for every group kept whole that way.
@@ -119,6 +123,10 @@ def channel_groups(model: nn.Module, example_inputs: Any, *,
     names: set[str] = set()
     cands = [(sp, _to_group(model, sp, root, trace))
              for root, sp in zip(sorted(trace.roots), trace.spaces)]
+    if not hidden:  # widths feeding attention projections: a transformer's hidden size
+        attn = {w for _, gr in cands if gr is not None and gr.kind == "head" for w in gr.compute}
+        cands = [(sp, None if gr is not None and any((m, p) in attn for m, p, *_ in sp.consumers)
+                  else gr) for sp, gr in cands]
     parents: dict[str, int] = defaultdict(int)
     for _, group in cands:
         if group is not None and group.kind == "mlp_unit":
@@ -176,7 +184,7 @@ def _to_group(model: nn.Module, sp: Space, root: int, trace: Trace) -> ChannelGr
         consumers=[(m, p, d) for m, p, d, _, _ in sp.consumers],
         producer_maps=[(o, r) for *_, o, r in sp.producers],
         consumer_maps=[(o, r) for *_, o, r in sp.consumers],
-        compute=sorted(sp.compute), space=root, trace=trace,
+        compute=sorted(sp.compute), space=root, unit=sp.coarse, trace=trace,
     )
 
 
@@ -241,7 +249,7 @@ def remove_units_(model: nn.Module, example_inputs: Any,
         return model
     before = forward_shape(model, example_inputs)
     if groups is None:
-        groups = channel_groups(model, example_inputs, keep_io=False, strict=False)
+        groups = channel_groups(model, example_inputs, keep_io=False, strict=False, hidden=True)
     by_name = {g.name: g for g in groups}
     clean = {}
     for name, idxs in keep.items():
