@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Any
@@ -15,6 +16,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 from tests_helpers import fast_recipe  # noqa: E402
 
 os.environ.setdefault("LEANDL_QUIET", "1")
+
+# PyPI's torchvision (a CUDA build) dies on import beside the CPU torch these machines pin, and
+# timm and transformers import it; import it once through leandl's shim so that tests (and the
+# libraries they import) find it importable whatever their order. See leandl._compat_torchvision.
+if importlib.util.find_spec("torchvision") is not None:
+    from leandl._compat_torchvision import import_torchvision
+
+    import_torchvision()
 
 
 class IndexedTensors(Dataset):
