@@ -70,7 +70,7 @@ def test_bert_encoder_layer_heads_and_units() -> None:
     cfg = transformers.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1,
                                   num_attention_heads=4, intermediate_size=64)
 
-    class Encoder(nn.Module):  # one BERT encoder layer; a whole BertModel is not fx-traceable
+    class Encoder(nn.Module):  # one BERT encoder layer
         def __init__(self) -> None:
             super().__init__()
             self.layer = BertLayer(cfg)

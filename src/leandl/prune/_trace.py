@@ -136,7 +136,10 @@ class Graph:
         if self.spaces[b].order < self.spaces[a].order:
             a, b = b, a
         sa, sb = self.spaces[a], self.spaces[b]
-        for attr in ("producers", "consumers", "blocked", "unsupported"):
+        for attr in ("producers", "consumers"):
+            have = set(getattr(sa, attr))
+            getattr(sa, attr).extend(i for i in getattr(sb, attr) if i not in have)
+        for attr in ("blocked", "unsupported"):
             getattr(sa, attr).extend(getattr(sb, attr))
         sa.compute |= sb.compute
         self.parent[b] = a

@@ -139,7 +139,7 @@ def channel_groups(model: nn.Module, example_inputs: Any, *,
                 c[0].startswith(parent + ".") for c in group.consumers):
             group.name = parent  # MLP units are named after their block ("blocks.3.mlp")
         owners = {m for m, p, *_ in sp.producers if (m, p) in sp.compute}
-        if first is not None and first in owners:
+        if first is not None and first in owners and group.kind != "head":
             continue
         if any(m == i or m.startswith(i + ".") for m in owners for i in ignored):
             continue
