@@ -126,12 +126,8 @@ class CostModel:
         macs = self.rest
         for term in self.terms:
             value = term.macs
-            seen: set[tuple[tuple[int, int], ...]] = set()
-            for view in term.views:
-                key = tuple(view)
-                if key not in seen:
-                    seen.add(key)
-                    value *= self._view_frac(view, kept)
+            for view in term.views:  # input and output dims may be one space (RepVGG stages)
+                value *= self._view_frac(view, kept)
             macs += value
         params = 0.0
         for (m, p), shape in self.shapes.items():

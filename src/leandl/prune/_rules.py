@@ -28,7 +28,10 @@ _PASS = {
     "_upsample_nearest_exact2d", "_upsample_bilinear2d_aa", "roll", "flip", "cumsum",
     "reflection_pad1d", "reflection_pad2d", "replication_pad1d", "replication_pad2d",
     "_native_batch_norm_legit_functional", "fill", "zero", "bernoulli", "masked_fill",
-    "triu", "tril", "as_strided", "resize",
+    "triu", "tril", "as_strided", "resize", "hardswish", "hardsigmoid", "gelu", "silu", "mish",
+    "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "hardtanh", "sigmoid", "tanh",
+    "softplus", "log_sigmoid_forward", "threshold", "clamp", "clamp_min", "clamp_max",
+    "logit", "erf", "exp", "log", "abs", "neg", "sqrt", "rsqrt", "pow", "square",
 }
 _NORM_STATS = {"var", "var_mean", "std", "std_mean", "mean", "sum", "amax", "amin", "max",
                "min", "norm", "linalg_vector_norm", "logsumexp", "prod", "any", "all", "argmax"}
@@ -129,10 +132,14 @@ def _pointwise(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info
     tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
     tracked = [(a, _info(g, a)) for a in tensors if _info(g, a).view is not None]
     where = _where(g, name)
-    if not tracked:  # only parameters meet (e.g. a scale times a constant): not a channel
+    if not tracked:  # a parameter scaled by a constant (weight standardisation) stays one
         params = [_info(g, a) for a in tensors if _info(g, a).param]
-        return Info(param=params[0].param) if len(params) == 1 and tensors[0].shape == o.shape \
-            else Info()
+        plain = [a for a in tensors if _info(g, a).param is None and a.numel() > 1]
+        if len(params) == 1 and not plain and params[0].param is not None:
+            src = next(a for a in tensors if _info(g, a).param)
+            if src.shape == o.shape:
+                return Info(param=params[0].param)
+        return Info()
     base_t, base = tracked[0]
     pos = base.cdim - base_t.dim()  # channel position counted from the end (negative)
     if o.dim() < -pos or o.shape[pos] != base_t.shape[base.cdim]:
@@ -169,9 +176,15 @@ def _tie(g: Graph, a: View, b: View, where: str) -> bool:
     while ia < len(a) and ib < len(b):
         (sa, ra), (sb, rb) = a[ia], b[ib]
         wa, wb = g.sp(sa).size * ra, g.sp(sb).size * rb
-        if wa != wb:
-            g.mark(a + b, f"misaligned channel views meet at {where}")
-            return False
+        if wa != wb:  # one side is concatenated from parts: split the other to match
+            (big, rbig, lst, i), small = ((sa, ra, a, ia), wb) if wa > wb else \
+                ((sb, rb, b, ib), wa)
+            if small % rbig:
+                g.mark(a + b, f"misaligned channel views meet at {where}")
+                return False
+            head, tail = g.split(big, [small // rbig, g.sp(big).size - small // rbig])
+            lst[i:i + 1] = [(head, rbig), (tail, rbig)]
+            continue
         if ra < rb:
             if rb % ra or not g.coarsen(sa, rb // ra, where):
                 g.mark(a + b, f"incompatible unit sizes meet at {where}")
@@ -344,6 +357,19 @@ def _slice(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
         return Info(x.view, x.cdim)
     if out.shape[dim] == args[0].shape[dim]:
         return Info(x.view, x.cdim)
+    step = int(args[4]) if len(args) > 4 and name == "slice" else 1
+    if step == 1:  # a contiguous range of channels: split the spaces at its ends
+        width = int(args[0].shape[dim])
+        start = int(args[2]) if len(args) > 2 and args[2] is not None else 0
+        start = max(0, min(width, start + width if start < 0 else start))
+        if name == "narrow":
+            start = int(args[2]) % width
+        length = int(out.shape[dim])
+        sizes = [n for n in (start, length, width - start - length) if n > 0]
+        parts = _split_view(g, x, sizes, _where(g, name))
+        part = parts[1] if start > 0 else parts[0]
+        if part.view is not None:
+            return part
     return (_unsupported(g, name, args, kwargs, out, "slicing the channel dim") or [Info()])[0]
 
 
@@ -477,6 +503,15 @@ def _index(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
         return Info(x.view, x.cdim)
     # aten.index(x, [idx or None per dim])
     idx = list(args[1])
+    if x.param is not None:  # e.g. relative position bias tables: dims before the index stay
+        first = next((i for i, t in enumerate(idx) if t is not None), len(idx))
+        if all(t is not None for t in idx[first:]) and first < len(idx):
+            shape = torch.broadcast_shapes(*[t.shape for t in idx[first:]])
+            dims = list(x.param[2][:first]) + [None] * len(shape) + list(
+                x.param[2][len(idx):])
+            if len(dims) == out.dim():
+                return Info(param=(x.param[0], x.param[1], tuple(dims)))
+        return Info()
     if x.view is None:
         return Info()
     if x.cdim < len(idx) and idx[x.cdim] is not None:
@@ -608,11 +643,11 @@ def _mm(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
         result = Info(view, no - 2)
         terms.append(view)
     elif ia.view is not None and ia.cdim == na - 2:
-        if result.view is None:
-            result = Info(ia.view, no - 2)
-            terms.append(ia.view)
-        else:
-            g.mark(ia.view, f"two channel dims in one matmul output at {where}")
+        if result.view is not None:  # rows are channels (token mixing): keep those tracked
+            g.mark(result.view, f"a second channel dim in a matmul at {where}", blocked=True)
+            terms.remove(result.view)
+        result = Info(ia.view, no - 2)
+        terms.append(ia.view)
     # batch dims (broadcast from the left of the last two)
     for info, t in ((ia, a), (ib, b)):
         if info.view is not None and info.cdim < t.dim() - 2:
@@ -639,8 +674,11 @@ def _linear(g: Graph, x: Any, w: Any, bias: Any, out: Any, where: str) -> Info:
     if ix.view is not None and ix.cdim == x.dim() - 1:
         g.add(ix.view, owner, [pname], dims[1], "c")
         terms.append(ix.view)
-    elif ix.view is not None:
-        g.mark(ix.view, f"linear over a non-channel dim at {where}")
+    elif ix.view is not None:  # token mixing (MLP-Mixer): the channels stay tracked and the
+        view = g.produce(int(w.shape[0]), owner, [pname], dims[0])  # new dim is kept whole
+        g.mark(view, f"linear over a non-channel dim at {where}", blocked=True)
+        g.macs.append(MacTerm(macs, [ix.view]))
+        return Info(ix.view, ix.cdim)
     view = g.produce(int(w.shape[0]), owner, [pname], dims[0])
     bi = _info(g, bias) if bias is not None else Info()
     if bi.param is not None:

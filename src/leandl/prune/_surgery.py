@@ -86,7 +86,7 @@ def _shape_attrs(mod: nn.Module) -> dict[str, Any]:
     if isinstance(mod, nn.GroupNorm):
         out.update(groups=mod.num_groups, channels=mod.num_channels)
     for attr in _HEAD_ATTRS + _WIDTH_ATTRS + ("head_dim", "attention_head_size",
-                                                "key_value_proj_dim", "head_size"):
+                                                "key_value_proj_dim", "head_size", "dim_head"):
         v = getattr(mod, attr, None)
         if isinstance(v, int) and not isinstance(v, bool):
             out[attr] = v
@@ -140,7 +140,7 @@ _WIDTH_ATTRS = ("all_head_size", "inner_dim", "split_size", "attn_dim")
 def _out_width(mod: nn.Module, old: dict[str, Any] | None) -> tuple[int, int] | None:
     """(old, new) output width of a q/k/fused projection (Linear or Conv1D)."""
     w = getattr(mod, "weight", None)
-    if not isinstance(w, torch.Tensor) or w.dim() != 2 or old is None or old.get("weight") is None:
+    if not isinstance(w, torch.Tensor) or w.dim() < 2 or old is None or old.get("weight") is None:
         return None
     dim = 1 if isinstance(getattr(mod, "nf", None), int) else 0
     return old["weight"][dim], w.shape[dim]
@@ -166,7 +166,8 @@ def _update_attention(mod: nn.Module, old_shapes: dict[str, dict[str, Any]], nam
                                              "n_head") if isinstance(getattr(mod, a, None), int)),
                  None)
     hd = next((getattr(mod, a) for a in ("head_dim", "attention_head_size", "key_value_proj_dim",
-                                          "head_size") if isinstance(getattr(mod, a, None), int)),
+                                          "head_size", "dim_head")
+               if isinstance(getattr(mod, a, None), int)),
               None)
     if hd is None and heads:
         hd = q[0] // heads

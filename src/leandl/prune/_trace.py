@@ -293,15 +293,6 @@ def call(model: nn.Module, inputs: Any) -> Any:
     return model(inputs)
 
 
-def _input_infos(g: Graph, inputs: Any) -> None:
-    for t in tree_flatten(inputs)[0]:
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dim() >= 2:
-            cdim = 1 if t.dim() >= 3 else t.dim() - 1
-            sid = g.new(int(t.shape[cdim]), blocked=["model input"])
-            g.infos[id(t)] = Info([(sid, 1)], cdim)
-            g.keep.append(t)
-
-
 def _output_flat(out: Any) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -326,9 +317,8 @@ def _batch2(inputs: Any) -> Any:
 
 
 def _run(model: nn.Module, g: Graph, inputs: Any) -> None:
-    g.infos.clear()
+    g.infos.clear()  # model inputs stay untracked: their widths are never pruned
     g.keep.clear()
-    _input_infos(g, inputs)
     with _module_stack(model, g), _Recorder(g):
         out = call(model, inputs)
     for t in _output_flat(out):

@@ -128,7 +128,36 @@ def _search(groups: list[ChannelGroup], scores: dict[str, torch.Tensor], cost: C
         warnings.warn(f"target {key}={goal} is out of reach with max_ratio={max_ratio}; "
                       "pruning as far as allowed", stacklevel=3)
         return last
-    return best or last
+    return _refine(groups, dict(best or last), cost, idx, full, goal, round_to)
+
+
+def _refine(groups: list[ChannelGroup], kept: dict[str, int], cost: CostModel, idx: int,
+            full: float, goal: float, round_to: int | None) -> dict[str, int]:
+    """Give units back, one rounding step at a time, while the estimate stays under ``goal``.
+
+    The bisection over the prune strength can jump past the goal when a large coupled group
+    (a whole residual stage) changes width in one step; this closes the gap from below.
+    """
+    frac = cost.estimate(kept)[idx] / full
+    for _ in range(200):
+        if goal - frac <= 0.002:
+            break
+        best, best_frac = None, frac
+        for g in groups:
+            step = round_to or 1
+            if round_to and g.unit > 1:
+                step = max(1, round_to // g.unit) if round_to % g.unit == 0 else 1
+            if kept[g.name] >= g.size:
+                continue
+            trial = dict(kept)
+            trial[g.name] = min(g.size, kept[g.name] + step)
+            f = cost.estimate(trial)[idx] / full
+            if best_frac < f <= goal + 0.005:
+                best, best_frac = trial, f
+        if best is None:
+            break
+        kept, frac = best, best_frac
+    return kept
 
 
 def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | Criterion = "l1",
@@ -207,8 +236,21 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
             goal = _step_goal(key, float(target[key]), step, iterative_steps,
                               cost.macs.total / macs0, count_params(model).total / params0)
             scores = normalised(score_groups(model, groups, crit, data))
-            kept = _search(groups, scores, cost, key, goal, scope, max_ratio, round_to)
-            last_keep = keep_sets(groups, scores, kept)
+            for _attempt in range(3):  # groups whose removal breaks the forward stay whole
+                kept = _search(groups, scores, cost, key, goal, scope, max_ratio, round_to)
+                last_keep = keep_sets(groups, scores, kept)
+                broken = _breaking(model, x1, groups, last_keep)
+                if not broken:
+                    break
+                if strict:
+                    raise ModelError(f"pruning group '{broken[0][0]}' breaks the forward pass "
+                                     f"({broken[0][1]})", where=broken[0][0],
+                                     fix="drop strict=True to keep such groups whole")
+                for name, why in broken:
+                    kept_whole[name] = f"pruning it breaks the forward pass ({why})"
+                names = {n for n, _ in broken}
+                groups = [g for g in groups if g.name not in names]
+                cost = CostModel(model, groups, x1)
             if step == iterative_steps - 1 and key in ("macs", "params") and not allow_miss:
                 est = cost.estimate(kept)[0 if key == "macs" else 1] / (
                     macs0 if key == "macs" else params0)
@@ -231,6 +273,47 @@ def prune_(model: nn.Module, example_inputs: torch.Tensor, *, criterion: str | C
         kept=last_keep,
         achieved=achieved, latency=lat, kept_whole=kept_whole,
     )
+
+
+def _breaking(model: nn.Module, x: Any, groups: list[ChannelGroup],
+              keep: dict[str, list[int]]) -> list[tuple[str, str]]:
+    """Groups whose removal breaks the forward pass, found by bisection on copies of ``model``.
+
+    Code that derives a shape from another tensor's width (``C // num_heads`` with ``C`` the
+    input's width, a split size kept in an attribute) couples widths the trace cannot see;
+    pruning such a group gives a model that fails. Returns (group, error) pairs; empty when
+    pruning everything in ``keep`` works (or the model cannot be copied to find out).
+    """
+    import copy
+
+    from leandl.errors import LeandlError
+
+    def trial(names: list[str]) -> str | None:
+        try:
+            clone = copy.deepcopy(model)
+        except Exception:  # noqa: BLE001 - an uncopyable model is checked after surgery
+            return None
+        try:
+            remove_units_(clone, x, {n: keep[n] for n in names}, groups=groups)
+        except LeandlError as exc:
+            cause = exc.__cause__ or exc
+            return f"{type(cause).__name__}: {cause}"[:200]
+        return None
+
+    def find(names: list[str], err: str) -> list[tuple[str, str]]:
+        if len(names) == 1:
+            return [(names[0], err)]
+        mid = len(names) // 2
+        out = []
+        for half in (names[:mid], names[mid:]):
+            e = trial(half)
+            if e is not None:
+                out += find(half, e)
+        return out or [(n, err) for n in names]  # only the combination fails: keep all
+
+    names = [g.name for g in groups if g.name in keep]
+    err = trial(names) if names else None
+    return [] if err is None else find(names, err)
 
 
 def _check_landing(model: nn.Module, key: str, got: float, want: float,
