@@ -74,8 +74,53 @@ def apply_keep(model: nn.Module, groups: list[ChannelGroup], keep: dict[str, lis
             mod._buffers[p] = new
     for m, old in old_shapes.items():
         _update_attrs(model.get_submodule(m) if m else model, old, m)
+    heads: dict[str, tuple[int, int]] = {}
     for parent in {m.rpartition(".")[0] for m in old_shapes if m}:
-        _update_attention(model.get_submodule(parent), old_shapes, parent)
+        _update_attention(model.get_submodule(parent), old_shapes, parent, heads)
+    sync_config(model, old_shapes, heads)
+
+
+_MLP_KEYS = ("intermediate_size", "n_inner", "d_ff", "hidden_dim", "encoder_ffn_dim",
+             "decoder_ffn_dim", "ffn_dim")
+
+
+def sync_config(model: nn.Module, old_shapes: dict[str, dict[str, Any]],
+                heads: dict[str, tuple[int, int]]) -> dict[str, int]:
+    """Write uniform new widths into a Hugging Face ``model.config`` (returns what changed).
+
+    ``save_pretrained``/``from_pretrained`` rebuild a model from its config, which holds one
+    MLP width and one head count for all layers: the config is updated when every pruned
+    layer ended at the same width (``scope="layerwise"`` gives that), and head counts only
+    where the config states ``head_dim`` explicitly (LLaMA-style; BERT-style models derive
+    the head size from the head count). Otherwise the config is left alone and leandl's own
+    checkpoint (``leandl.save``) is the way to reload the model.
+    """
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        return {}
+    changed: dict[str, int] = {}
+    for key in _MLP_KEYS:
+        value = getattr(config, key, None)
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        new = set()
+        for name, old in old_shapes.items():
+            w = getattr(model.get_submodule(name) if name else model, "weight", None)
+            if old.get("weight") and isinstance(w, torch.Tensor) and w.dim() == 2:
+                for d in range(2):
+                    if old["weight"][d] == value and w.shape[d] != value:
+                        new.add(int(w.shape[d]))
+        if len(new) == 1:
+            setattr(config, key, new.pop())
+            changed[key] = getattr(config, key)
+    if heads and isinstance(getattr(config, "head_dim", None), int):
+        q = {v[0] for v in heads.values()}
+        kv = {v[1] for v in heads.values()}
+        if len(q) == 1 and hasattr(config, "num_attention_heads"):
+            config.num_attention_heads = changed["num_attention_heads"] = q.pop()
+        if len(kv) == 1 and hasattr(config, "num_key_value_heads"):
+            config.num_key_value_heads = changed["num_key_value_heads"] = kv.pop()
+    return changed
 
 
 def _shape_attrs(mod: nn.Module) -> dict[str, Any]:
@@ -146,7 +191,8 @@ def _out_width(mod: nn.Module, old: dict[str, Any] | None) -> tuple[int, int] | 
     return old["weight"][dim], w.shape[dim]
 
 
-def _update_attention(mod: nn.Module, old_shapes: dict[str, dict[str, Any]], name: str) -> None:
+def _update_attention(mod: nn.Module, old_shapes: dict[str, dict[str, Any]], name: str,
+                      counts: dict[str, tuple[int, int]]) -> None:
     """Head counts and widths of an attention module after its projections were sliced."""
     def child(names: tuple[str, ...]) -> tuple[int, int] | None:
         for n in names:
@@ -184,3 +230,4 @@ def _update_attention(mod: nn.Module, old_shapes: dict[str, dict[str, Any]], nam
             setattr(mod, a, q[1])
     if getattr(mod, "split_size", None) == q[0]:
         mod.split_size = q[1]
+    counts[name] = (q[1] // hd, k[1] // hd)
