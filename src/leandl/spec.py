@@ -1,9 +1,16 @@
 """A model's build spec and its structural-edit log, carried on the module itself.
 
-A checkpoint stores ``spec`` (how to build the model: a registry name or import path plus
-kwargs) and ``edits`` (structural changes applied since, in order: pruned channels, swapped
+A checkpoint stores ``spec`` (how to build the model: a registry name, a library name such as
+``"torchvision:resnet18"``, ``"timm:convnext_atto"`` or ``"hf:BertModel"``, or an import path,
+plus kwargs) and ``edits`` (structural changes applied since, in order: pruned channels, swapped
 fake-quant modules, attached exits ...). Loading rebuilds from the spec and replays each edit
 through the ``EDITS`` registry, so no pickle is ever needed.
+
+:func:`leandl.models.create_model` records the spec; for models built elsewhere
+:func:`leandl.models.derive_spec` works one out (``leandl.save`` does so by itself) and
+:func:`leandl.models.from_hf` records a transformers model's. An edit logged on a model that has
+no spec yet is kept when a spec is recorded later: the spec describes the model *before* its
+edits.
 
 An edit is a JSON-serialisable dict with a ``"kind"`` key naming an ``EDITS`` entry; that entry
 is a function ``apply(model, edit) -> nn.Module`` which performs the same change again.
@@ -23,7 +30,7 @@ _EDITS_ATTR = "_leandl_edits"
 
 
 def set_spec(model: nn.Module, name: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
-    """Record how ``model`` was built (``name`` as passed to ``create_model``)."""
+    """Record how ``model`` was built (``name`` as passed to ``create_model``); keeps its edit log."""
     object.__setattr__(model, _SPEC_ATTR, {"name": name, "kwargs": dict(kwargs or {})})
     if not hasattr(model, _EDITS_ATTR):
         object.__setattr__(model, _EDITS_ATTR, [])

@@ -1,14 +1,22 @@
-"""Build models by name: leandl's registry, ``pkg.module:function`` paths, torchvision and timm.
+"""Build models by name: leandl's registry, ``pkg.module:function`` paths, torchvision, timm, HF.
 
 Names, in the order they are tried:
 
 - ``"torchvision:NAME"``: ``torchvision.models.get_model(NAME, weights=None, num_classes=...)``.
 - ``"timm:NAME"``: ``timm.create_model(NAME, pretrained=False, num_classes=..., in_chans=...)``.
+- ``"hf:ClassName"``: a ``transformers`` model class built from ``config={...}`` with random
+  weights (see :mod:`leandl.models.hf`).
 - ``"package.module:function"``: imports the module (user code) and calls ``function(**kwargs)``.
 - anything else: a ``MODELS`` registry name (``leandl models`` lists them).
 
+The library adapters never download, read files or run remote code unless the caller passes
+``trust=True``: pretrained weights (``weights=``, ``pretrained=True``, ``checkpoint_path=``),
+hub names and path- or URL-like strings are refused otherwise (:func:`leandl.models.spec_risks`).
+
 Every model gets its build spec recorded (:func:`leandl.spec.set_spec`), so a checkpoint can
-rebuild it; kwargs must therefore be JSON values (tuples are stored as lists).
+rebuild it; kwargs must therefore be JSON values (tuples are stored as lists). A trusted build
+with pretrained weights records the weight-free spec of the same architecture when one rebuilds
+it exactly (a checkpoint carries the weights), so its checkpoints load without ``trust``.
 
 Example:
     >>> from leandl.models import create_model
@@ -32,31 +40,47 @@ from leandl.spec import set_spec
 
 __all__ = ["create_model", "list_models", "is_registry_name", "default_input_shape"]
 
-_ADAPTERS = ("torchvision", "timm")
+_ADAPTERS = ("torchvision", "timm", "hf")
 # Keys the recipe runner fills from the data set; dropped for user factories that lack them.
 _DATA_KEYS = ("num_classes", "input_shape")
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, trust: bool = False, **kwargs: Any) -> nn.Module:
     """Build a model and record its spec on it.
 
     Args:
-        name: a registry name (``"resnet20"``), ``"torchvision:NAME"``, ``"timm:NAME"`` or an
-            import path ``"package.module:function"``.
+        name: a registry name (``"resnet20"``), ``"torchvision:NAME"``, ``"timm:NAME"``,
+            ``"hf:ClassName"`` or an import path ``"package.module:function"``.
+        trust: let library adapters download or read what the kwargs name (pretrained
+            ``weights``, ``pretrained=True``, ``checkpoint_path``, hub names, remote code).
         **kwargs: passed to the factory; registry factories take ``num_classes`` and
-            ``input_shape`` (one sample, no batch) plus their own options.
+            ``input_shape`` (one sample, no batch) plus their own options; ``hf:`` names take
+            ``config={...}``.
 
     Returns:
-        The model, with ``leandl.spec.get_spec(model) == {"name": name, "kwargs": kwargs}``.
+        The model, with ``leandl.spec.get_spec(model) == {"name": name, "kwargs": kwargs}``
+        (for a trusted pretrained build: the weight-free spec of the same architecture).
 
     Raises:
         UsageError: unknown registry name (with the closest match) or malformed import path.
-        ModelError: the factory failed, a package is missing, or kwargs are not JSON values.
+        ModelError: the factory failed, a package is missing, kwargs are not JSON values, or
+            a library kwarg would download or read files without ``trust=True``.
     """
     spec_kwargs = _jsonable(name, kwargs)
     prefix, _, rest = name.partition(":")
     if rest and prefix in _ADAPTERS:
-        model = _ADAPTER_FUNCS[prefix](rest, dict(kwargs))
+        from leandl.models.safety import UntrustedSpecError, spec_risks
+
+        risks = spec_risks(name, spec_kwargs)
+        if risks and not trust:
+            raise UntrustedSpecError(
+                f"model '{name}': {risks[0]}" + (f" (and {len(risks) - 1} more)" if len(risks) > 1 else ""),
+                fix="leandl only builds architectures from library names by default; pass trust=True "
+                "if you mean to download or read what it names",
+            )
+        model = _ADAPTER_FUNCS[prefix](rest, dict(kwargs), trust)
+        if trust and (risks or (prefix == "hf" and _hf_built_risks(model))):
+            spec_kwargs = _weight_free_kwargs(name, spec_kwargs, model)
     elif rest:
         model = _call_factory(name, _import_factory(name), kwargs, drop_data_keys=True)
     else:
@@ -79,8 +103,9 @@ def list_models(pattern: str | None = None) -> list[str]:
 def is_registry_name(name: str) -> bool:
     """True when ``name`` resolves without importing user code.
 
-    Registry names and the ``torchvision:``/``timm:`` adapters qualify; ``pkg.mod:fn`` import
-    paths do not (a checkpoint naming one loads only when the caller trusts it).
+    Registry names and the ``torchvision:``/``timm:``/``hf:`` adapters qualify; ``pkg.mod:fn``
+    import paths do not (a checkpoint naming one loads only when the caller trusts it). An
+    adapter spec must still pass :func:`leandl.models.spec_risks` to load untrusted.
     """
     prefix, _, rest = name.partition(":")
     if rest:
@@ -168,17 +193,38 @@ def _parameters(fn: Callable[..., Any]) -> list[str] | None:
 
 
 def _import_adapter(package: str) -> Any:
+    """Import ``torchvision``, ``timm`` or ``transformers`` (the latter two import torchvision)."""
     try:
+        torchvision = _import_torchvision()
+        if package == "torchvision":
+            if torchvision is None:
+                raise ImportError("torchvision")
+            return torchvision
         return importlib.import_module(package)
     except ImportError:
         raise ModelError(
-            f"model names '{package}:...' need the '{package}' package, which is not installed",
+            f"model names '{'hf' if package == 'transformers' else package}:...' need the '{package}' "
+            "package, which is not installed",
             fix=f"install it with `pip install {package}` (or `pip install leandl[vision]`) in an "
             "environment where it matches the installed torch",
         ) from None
 
 
-def _torchvision_model(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+def _import_torchvision() -> Any:
+    """torchvision, through leandl's import shim when there is one; ``None`` if not installed."""
+    try:
+        from leandl._compat_torchvision import import_torchvision  # type: ignore[import-not-found]
+    except ImportError:
+        import_torchvision = None
+    try:
+        if import_torchvision is not None:
+            return import_torchvision()
+        return importlib.import_module("torchvision")
+    except ImportError:
+        return None
+
+
+def _torchvision_model(arch: str, kwargs: dict[str, Any], trust: bool) -> nn.Module:
     tv = _import_adapter("torchvision")
     shape = kwargs.pop("input_shape", None)
     if shape is not None and (len(shape) != 3 or int(shape[0]) != 3):
@@ -187,22 +233,35 @@ def _torchvision_model(arch: str, kwargs: dict[str, Any]) -> nn.Module:
             f"{tuple(shape)}",
             fix="use a timm model (it adapts in_chans) or a leandl model for this data",
         )
-    kwargs.setdefault("num_classes", 10)
-    kwargs["weights"] = None  # never download at run time
     try:
-        return tv.models.get_model(arch, **kwargs)
+        builder = tv.models.get_model_builder(arch)
     except ValueError as err:
         raise UsageError(f"unknown torchvision model '{arch}' ({err})",
                          fix="see torchvision.models.list_models()") from err
+    params = inspect.signature(builder).parameters
+    kwargs.setdefault("weights", None)  # never download unless asked (and trusted)
+    if "weights_backbone" in params:  # detection/segmentation builders default to a download
+        kwargs.setdefault("weights_backbone", None)
+    if kwargs["weights"] is None:
+        kwargs.setdefault("num_classes", 10)
+        if arch in ("googlenet", "inception_v3"):
+            kwargs.setdefault("init_weights", True)  # today's default, without its FutureWarning
+    try:
+        return builder(**kwargs)
+    except (TypeError, ValueError) as err:  # unknown keyword; kwargs that contradict the weights
+        if isinstance(err, TypeError) and "argument" not in str(err):
+            raise
+        raise ModelError(f"model 'torchvision:{arch}' rejected its keyword arguments: {err}",
+                         fix="see the builder's documentation in torchvision.models") from err
 
 
-def _timm_model(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+def _timm_model(arch: str, kwargs: dict[str, Any], trust: bool) -> nn.Module:
     timm = _import_adapter("timm")
     shape = kwargs.pop("input_shape", None)
     if shape is not None:
         kwargs.setdefault("in_chans", int(shape[0]))
     kwargs.setdefault("num_classes", 10)
-    kwargs["pretrained"] = False  # never download at run time
+    kwargs.setdefault("pretrained", False)  # never download unless asked (and trusted)
     try:
         return timm.create_model(arch, **kwargs)
     except RuntimeError as err:
@@ -210,7 +269,68 @@ def _timm_model(arch: str, kwargs: dict[str, Any]) -> nn.Module:
                          fix="see timm.list_models()") from err
 
 
-_ADAPTER_FUNCS: dict[str, Callable[[str, dict[str, Any]], nn.Module]] = {
+def _hf_model(arch: str, kwargs: dict[str, Any], trust: bool) -> nn.Module:
+    from leandl.models.hf import hf_model
+
+    return hf_model(arch, kwargs, trust=trust)
+
+
+def _hf_built_risks(model: nn.Module) -> bool:
+    """True when a transformers model's config, defaults filled in, asks for downloads."""
+    from leandl.models.hf import _strip
+    from leandl.models.safety import hf_config_risks
+
+    config = getattr(model, "config", None)
+    return config is not None and bool(hf_config_risks(_strip(config.to_dict())))
+
+
+# Keyword arguments that only say where weights come from, per adapter.
+_WEIGHT_KEYS = {
+    "torchvision": ("weights", "weights_backbone", "progress"),
+    "timm": ("pretrained", "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict",
+             "cache_dir"),
+}
+
+
+def _weight_free_kwargs(name: str, kwargs: dict[str, Any], model: nn.Module) -> dict[str, Any]:
+    """Spec kwargs without the weight source, when they rebuild ``model`` exactly; else ``kwargs``.
+
+    A checkpoint stores the weights, so recording where they were downloaded from would only
+    make loading it need ``trust=True`` (and the network) for nothing.
+    """
+    from leandl.models.derive import _compare
+    from leandl.models.safety import spec_risks
+
+    prefix = name.partition(":")[0]
+    if prefix == "hf":
+        from leandl.models.hf import hf_spec
+
+        free = hf_spec(model)["kwargs"]  # the built config, defaults filled in, backbone weights off
+    else:
+        free = {k: v for k, v in kwargs.items() if k not in _WEIGHT_KEYS[prefix]}
+        # Pretrained torchvision weights fix the head size and input transform; read them back.
+        if isinstance(getattr(model, "num_classes", None), int):
+            free["num_classes"] = model.num_classes
+        elif prefix == "torchvision":
+            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            if linears:
+                free["num_classes"] = linears[-1].out_features
+        if prefix == "torchvision":
+            for key in ("aux_logits", "transform_input"):
+                if isinstance(getattr(model, key, None), bool):
+                    free[key] = getattr(model, key)
+    if spec_risks(name, free):
+        return kwargs
+    try:
+        level = "shapes" if prefix == "hf" else "full"
+        same = _compare(model, {"name": name, "kwargs": free}, [], level=level) is None
+    except Exception:  # noqa: BLE001 - a weight-free build that fails keeps the original spec
+        same = False
+    return free if same else kwargs
+
+
+_ADAPTER_FUNCS: dict[str, Callable[[str, dict[str, Any], bool], nn.Module]] = {
     "torchvision": _torchvision_model,
     "timm": _timm_model,
+    "hf": _hf_model,
 }
