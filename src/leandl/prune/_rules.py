@@ -269,7 +269,11 @@ def _reshape(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> Info:
     x = _info(g, args[0])
     src, dst = list(args[0].shape), list(out.shape)
     if x.param is not None:
-        return Info(param=x.param) if src == dst else Info(param=_param_reshape(x, src, dst))
+        if src == dst:
+            return Info(param=x.param)
+        if tuple(dst) == g.pshape.get(x.param[:2]):  # reshaped back to the parameter's shape
+            return Info(param=(x.param[0], x.param[1], tuple(range(len(dst)))))
+        return Info(param=_param_reshape(x, src, dst))
     if x.view is None:
         return Info()
     cdim = x.cdim
@@ -719,6 +723,13 @@ def _sdpa(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info
 
 def _batch_norm(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info]:
     x = _info(g, args[0])
+    if x.param is not None and x.param[2][1] is not None:  # weight standardisation (NFNet):
+        key = (x.param[0], x.param[1], x.param[2][1])  # the norm's affine slices follow it
+        for t in args[1:3]:
+            p = _info(g, t).param
+            if p is not None and p[2][0] is not None:
+                g.companions.setdefault(key, []).append((p[0], p[1], p[2][0]))
+        return [Info(param=x.param)]
     if x.view is None:
         return [Info()]
     if x.cdim != 1:

@@ -101,10 +101,14 @@ class Graph:
         self.infos: dict[int, Info] = {}
         self.keep: list[torch.Tensor] = []  # keeps traced tensors alive so ids stay unique
         self.params: dict[int, tuple[str, str]] = {}
+        self.pshape: dict[tuple[str, str], tuple[int, ...]] = {}
         for name, t in list(model.named_parameters(remove_duplicate=False)) + list(
                 model.named_buffers(remove_duplicate=False)):
             owner, _, pname = name.rpartition(".")
             self.params.setdefault(id(t), (owner, pname))
+            self.pshape.setdefault((owner, pname), tuple(t.shape))
+        # slices that follow another slice (a weight-standardisation gain follows the weight)
+        self.companions: dict[tuple[str, str, int], list[tuple[str, str, int]]] = {}
         self.produced: dict[tuple[str, str, int], int] = {}  # producer slice -> space (2nd pass)
         self.macs: list[MacTerm] = []
         self.stack: list[str] = []
@@ -210,10 +214,11 @@ class Graph:
         for sid, r in view:
             sp = self.sp(sid)
             for p in params:
-                item = (module, p, dim, off, r)
                 lst = sp.producers if role == "p" else sp.consumers
-                if item not in lst:
-                    lst.append(item)
+                for m2, p2, d2 in [(module, p, dim), *self.companions.get((module, p, dim), [])]:
+                    item = (m2, p2, d2, off, r)
+                    if item not in lst:
+                        lst.append(item)
                 if compute and role == "p":
                     sp.compute.add((module, p))
             off += sp.size * r
