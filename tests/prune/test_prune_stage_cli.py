@@ -65,3 +65,38 @@ def test_cli_latency_target_reports_budget_and_measured_fraction(tmp_path) -> No
     budget, measured = (float(v) for v in re.findall(r"(\d\.\d{3})", line)[:2])
     assert budget == 0.8
     assert 0.4 < measured < 1.0  # pruned, and faster than the unpruned model at prune time
+
+
+def test_cli_prune_reads_the_input_shape_from_the_checkpoint(tmp_path) -> None:
+    from leandl.cli import build_app
+
+    src = tmp_path / "digits"
+    save(create_model("digits_cnn", num_classes=10, input_shape=(1, 8, 8)), src)
+    out = tmp_path / "pruned"
+    result = CliRunner().invoke(build_app(), [
+        "prune", str(src), "--target", "macs=0.5", "--out", str(out), "--batch-size", "4",
+        "--threads", "1"])  # no --input-shape: a 3x32x32 default would not run this model
+    assert result.exit_code == 0, result.output
+    assert load(out)(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_cli_prune_names_channels_kept_whole(tmp_path) -> None:
+    from leandl.cli import build_app
+
+    src = tmp_path / "a"
+    save(create_model("resnet20", input_shape=(3, 8, 8), width=8, shortcut="A"), src)
+    args = ["prune", str(src), "--target", "macs=0.6", "--out", str(tmp_path / "p"),
+            "--batch-size", "4", "--threads", "1", "--round-to", "0", "--allow-miss"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    assert "kept whole" in result.output and "padding the channel dim" in result.output
+    strict = CliRunner().invoke(build_app(), [*args[:5], str(tmp_path / "q"), *args[6:],
+                                               "--strict"])
+    assert strict.exit_code != 0 and "shortcut" in str(strict.exception)
+
+
+def test_stage_reports_groups_kept_whole() -> None:
+    model = create_model("resnet20", input_shape=(3, 8, 8), width=8, shortcut="A")
+    stage = PruneStage(PruneOptions(target={"ratio": 0.5}, round_to=None))
+    res = stage.run(_ctx(model))
+    assert any("padding" in why for why in res.metrics["kept_whole"].values())

@@ -39,13 +39,20 @@ def prune_command(
                                help="macs=0.5 keeps 50 % of the MACs; latency=0.6 keeps 60 % of "
                                     "the measured latency; latency_ms=20 is a budget in ms."),
     out: Path = typer.Option(..., "--out", help="Output checkpoint directory."),
-    input_shape: str = typer.Option("1,3,32,32", "--input-shape", help="Batch-first shape."),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input-shape",
+        help="Batch-first shape (default: the checkpoint's recorded input shape, else 1,3,32,32)."),
     round_to: Optional[int] = typer.Option(8, "--round-to", help="Round kept widths (0: off)."),
     scope: str = typer.Option("global", "--scope", help="global or layerwise."),
     max_ratio: float = typer.Option(0.9, "--max-ratio", help="Max fraction removed per group."),
     batch_size: int = typer.Option(64, "--batch-size", help="Batch for the latency timing."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads for timing."),
     trust: bool = typer.Option(False, "--trust", help="Trust a spec naming outside code."),
+    strict: bool = typer.Option(False, "--strict",
+                                help="Fail on an op leandl cannot prune through (default: keep "
+                                     "those channels whole and say so)."),
+    allow_miss: bool = typer.Option(False, "--allow-miss",
+                                    help="Accept a result more than 2 % off a MACs/params target."),
 ) -> None:
     """Prune CHECKPOINT to a target and save the result to --out."""
     import torch
@@ -56,7 +63,8 @@ def prune_command(
     from leandl.prune.api import prune_
     from leandl.registry import CRITERIA
 
-    shape = parse_int_list(input_shape, "--input-shape", "--input-shape 1,3,32,32", min_len=2)
+    shape = parse_int_list(input_shape or _recorded_shape(checkpoint) or "1,3,32,32",
+                           "--input-shape", "--input-shape 1,3,32,32", min_len=2)
     model = _build_model(checkpoint, shape, None, trust)
     if CRITERIA.get(criterion).needs_data:
         raise UsageError(f"criterion '{criterion}' needs labelled data", where="--criterion",
@@ -70,7 +78,8 @@ def prune_command(
         if threads is not None:
             goal.setdefault("threads", threads)
     report = prune_(model, x, criterion=criterion, target=goal, scope=scope,
-                    max_ratio=max_ratio, round_to=round_to or None)
+                    max_ratio=max_ratio, round_to=round_to or None, strict=strict,
+                    allow_miss=allow_miss)
     save(model, out, metrics={"prune": report.to_dict()})
     xb = x[:1].expand(batch_size, *x.shape[1:]).contiguous()
     lat = compare_latency({"dense": dense, "pruned": model.eval()}, xb, rounds=10, warmup=1,
@@ -87,7 +96,25 @@ def prune_command(
                   else f"{lr['budget_ms']:.2f} ms = {lr['budget_ms'] / lr['dense_ms']:.3f}")
         typer.echo(f"budget  {budget} of the unpruned latency; measured at prune time "
                    f"{lr['measured_fraction']:.3f} (interleaved ratio; it drifts by a few % between runs)")
+    for name, why in report.kept_whole.items():
+        typer.echo(f"kept whole  {name}: {why}")
     typer.echo(f"saved   {out}")
+
+
+def _recorded_shape(checkpoint: str) -> str | None:
+    """The batch-1 input shape a checkpoint's spec records (``input_shape`` kwarg), if any."""
+    meta = Path(checkpoint) / "leandl.json"
+    if not meta.is_file():
+        return None
+    from leandl.checkpoint import read_meta
+
+    try:
+        shape = (read_meta(checkpoint).get("spec") or {}).get("kwargs", {}).get("input_shape")
+    except Exception:  # noqa: BLE001 - a bad checkpoint is reported by load() below
+        return None
+    if isinstance(shape, list) and shape and all(isinstance(v, int) for v in shape):
+        return ",".join(str(v) for v in [1, *shape])
+    return None
 
 
 def register(app: typer.Typer) -> None:

@@ -38,6 +38,8 @@ class PruneOptions(Strict):
     ignored_layers: list[str] | None = None
     batches: int = Field(8, ge=1)
     iterative_steps: int = Field(1, ge=1)
+    strict: bool = False
+    allow_miss: bool = False
 
     @field_validator("criterion")
     @classmethod
@@ -100,6 +102,7 @@ def _prune(ctx: RunContext, o: PruneOptions, model: Any) -> tuple[Any, dict[str,
         scope=o.scope, max_ratio=o.max_ratio, ignored_layers=o.ignored_layers,
         round_to=o.round_to, batches=batches, iterative_steps=o.iterative_steps,
         keep={k: list(v) for k, v in keep.items()} if keep is not None else None,
+        strict=o.strict, allow_miss=o.allow_miss,
     )
     metrics: dict[str, Any] = {
         "macs_before": report.macs_before, "macs_after": report.macs_after,
@@ -107,6 +110,7 @@ def _prune(ctx: RunContext, o: PruneOptions, model: Any) -> tuple[Any, dict[str,
         "macs_kept_fraction": report.achieved["macs"],
         "kept_per_group": {k: v[1] for k, v in report.widths.items()},
         "prune_source": "prune_keep artifact" if keep is not None else o.criterion,
+        "kept_whole": dict(report.kept_whole),
     }
     metrics.update({f"latency_{k}": v for k, v in report.latency.items()})
     return model, metrics, report.widths
