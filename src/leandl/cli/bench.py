@@ -3,7 +3,12 @@
 For each backend (``--backends``, names from ``leandl list backends``) the outputs are first
 compared with eager PyTorch on a check batch (max abs diff, top-1 agreement), then latency
 median/p90 (ms), throughput (samples/s) and artifact size (bytes) are measured for every
-``--batch-sizes`` x ``--threads``. A backend that fails is a row with status ``failed: reason``.
+``--batch-sizes`` x ``--threads``. A backend that fails is a row with status ``failed: reason``;
+one that cannot run here at all (a torch without TorchScript, no torchao, static int8 without
+calibration inputs) is ``skipped: reason``. Static int8 calibrates on ``--data`` training
+inputs; without ``--data`` it is skipped unless ``--random-calibration`` asks for random
+inputs (then its rows say ``calibrated on random ...`` in ``note``). ``--input-dtype int64``
+benchmarks a token model on synthetic token ids (``--input-shape 1,128``).
 ``--json`` prints the rows as JSON (keys ``backend, batch_size, threads, status, latency_ms,
 p90_ms, throughput, size_bytes, max_abs_diff, top1_agreement``); ``--out`` also writes them.
 """
@@ -52,6 +57,10 @@ def register(app: typer.Typer) -> None:
         calibration_batches: Annotated[int, typer.Option("--calibration-batches", help="batches for static int8")] = 8,
         warmup: Annotated[int, typer.Option("--warmup", help="untimed calls per measurement")] = 3,
         repeats: Annotated[int, typer.Option("--repeats", help="timed calls per measurement (2 per interleaved round)")] = 40,
+        random_calibration: Annotated[bool, typer.Option(
+            "--random-calibration", help="calibrate static int8 on random inputs when no --data is given")] = False,
+        input_dtype: Annotated[str, typer.Option(
+            "--input-dtype", help="synthetic input dtype: float32, or int64 for token ids")] = "float32",
         out: Annotated[Optional[Path], typer.Option("--out", help="also write the JSON rows here")] = None,
         trust: Annotated[bool, typer.Option("--trust", help="allow code outside leandl's registry")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
@@ -60,7 +69,7 @@ def register(app: typer.Typer) -> None:
         from leandl.checkpoint import load
         from leandl.cli.profile import parse_int_list
         from leandl.deploy.bench import bench_backends, format_rows
-        from leandl.deploy.inputs import checkpoint_input_shape, deploy_inputs
+        from leandl.deploy.inputs import checkpoint_input_shape, deploy_inputs, model_vocab_size
         from leandl.errors import UsageError
 
         names = parse_names(backends, "--backends")
@@ -71,11 +80,13 @@ def register(app: typer.Typer) -> None:
         shape = parse_int_list(input_shape, "--input-shape", "--input-shape 1,3,32,32", min_len=2) if input_shape else None
         model = load(ckpt, trust=trust)
         inputs = deploy_inputs(checkpoint_input_shape(ckpt, shape), data=data, root=root,
-                               calibration=calibration_batches)
+                               calibration=calibration_batches, dtype=input_dtype,
+                               vocab_size=model_vocab_size(model), random_calibration=random_calibration)
         rows = bench_backends(model, names, inputs.check, batch_sizes=sizes, threads=thr,
                               calibration=inputs.calibration, warmup=warmup, repeats=repeats)
         for r in rows:
             r["inputs"] = inputs.source
+            r["calibration"] = inputs.calibration_source
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(rows, indent=2) + "\n")

@@ -20,7 +20,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-__all__ = ["Backend", "BuiltBackend", "Runner"]
+__all__ = ["Backend", "BuiltBackend", "Runner", "BackendUnavailable"]
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend cannot run here at all (this torch, missing package, no calibration data).
+
+    Raised by :meth:`Backend.build`; ``leandl bench`` reports the backend as
+    ``skipped: <reason>`` instead of ``failed: ...`` (a failure is a problem of the model).
+    """
 
 Runner = Callable[..., torch.Tensor]
 
@@ -54,12 +62,19 @@ class Backend:
     Class attributes:
         name: registry name.
         slow_build: building or the first call takes long (``torch.compile``: 16-50 s).
-        needs_calibration: ``build`` uses the calibration batches (static int8).
+        needs_calibration: ``build`` uses the calibration batches (static int8); without them
+            it raises :class:`BackendUnavailable`.
     """
 
     name: ClassVar[str] = "backend"
     slow_build: ClassVar[bool] = False
     needs_calibration: ClassVar[bool] = False
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this backend cannot run in this environment (``None``: it can). Checked before
+        :meth:`build`; a reason makes every row of the backend ``skipped: <reason>``."""
+        return None
 
     def build(self, model: nn.Module, example_inputs: Any, calibration: Sequence[Any], workdir: Path) -> BuiltBackend:
         """Build ``model`` (eval mode, CPU) for this backend; files go under ``workdir``."""

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from leandl.deploy.backend import Backend, BuiltBackend, Runner
+from leandl.deploy.backend import Backend, BackendUnavailable, BuiltBackend, Runner
 from leandl.errors import ModelError
 from leandl.measure._util import as_args, batch_size_of, rebatch
 from leandl.registry import BACKENDS
@@ -59,6 +59,15 @@ class TorchaoX86Backend(Backend):
     slow_build = True
     needs_calibration = True
 
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """A reason when torchao is not installed (then the backend is skipped, not failed)."""
+        import importlib.util
+
+        if importlib.util.find_spec("torchao") is None:
+            return "torchao is not installed (pip install torchao; 0.18 was checked)"
+        return None
+
     def build(self, model: nn.Module, example_inputs: Any, calibration: Sequence[Any], workdir: Path) -> BuiltBackend:
         try:
             from torchao.quantization.pt2e.lowering import lower_pt2e_quantized_to_x86
@@ -70,6 +79,9 @@ class TorchaoX86Backend(Backend):
         except ImportError as exc:
             raise ModelError(f"torchao's PT2E x86 path is not importable ({exc})", where="torchao-x86",
                              fix="pip install torchao (0.18 was checked)") from exc
+        if not calibration:
+            raise BackendUnavailable("static int8 needs calibration batches (real inputs; or ask for random "
+                                     "ones, e.g. leandl bench --random-calibration)")
         args = tuple(as_args(example_inputs))
         if batch_size_of(args) < 2:
             args = tuple(rebatch(args, 2))
@@ -82,7 +94,7 @@ class TorchaoX86Backend(Backend):
             quantizer = X86InductorQuantizer()
             quantizer.set_global(get_default_x86_inductor_quantization_config())
             prepared = prepare_pt2e(exported, quantizer)
-            for b in list(calibration) or [args]:
+            for b in calibration:
                 prepared(*as_args(b))
             converted = convert_pt2e(prepared)
             size = graph_constant_bytes(converted)

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from leandl.deploy.backend import Backend, BuiltBackend, Runner
+from leandl.deploy.backend import Backend, BackendUnavailable, BuiltBackend, Runner
 from leandl.deploy.onnx_export import export_onnx
 from leandl.deploy.ort_session import OrtModule
 from leandl.deploy.ptq import ptq_onnx
@@ -24,7 +24,7 @@ __all__ = ["OrtBackend", "OrtStaticInt8Backend", "OrtDynamicInt8Backend"]
 
 def _built(name: str, path: Path, notes: str = "") -> BuiltBackend:
     def make(threads: int | None) -> Runner:
-        return OrtModule(path, threads=threads)
+        return OrtModule(path, threads=threads, outputs="all")
 
     return BuiltBackend(name, path.stat().st_size, make, artifact=path, notes=notes)
 
@@ -48,10 +48,11 @@ class OrtStaticInt8Backend(Backend):
     needs_calibration = True
 
     def build(self, model: nn.Module, example_inputs: Any, calibration: Sequence[Any], workdir: Path) -> BuiltBackend:
-        batches = list(calibration) or [example_inputs]
-        res = ptq_onnx(model, example_inputs, Path(workdir) / "static", method="ptq", calibration=batches)
-        source = f"{len(calibration)} calibration batches" if calibration else "calibrated on the example batch only"
-        return _built(self.name, res.int8_path, notes=source)
+        if not calibration:
+            raise BackendUnavailable("static int8 needs calibration batches (real inputs; or ask for random "
+                                     "ones, e.g. leandl bench --random-calibration)")
+        res = ptq_onnx(model, example_inputs, Path(workdir) / "static", method="ptq", calibration=list(calibration))
+        return _built(self.name, res.int8_path, notes=f"calibrated on {res.calibration}")
 
 
 @BACKENDS.register("onnxruntime-dynamic-int8")

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from leandl.deploy.backend import Backend, BuiltBackend, Runner
-from leandl.measure._util import as_args
+from leandl.deploy.io import split_inputs
 from leandl.measure.size import weights_size_bytes
 from leandl.registry import BACKENDS
 
@@ -65,17 +65,53 @@ class EagerChannelsLastBackend(Backend):
         return BuiltBackend(self.name, weights_size_bytes(m), lambda threads: run)
 
 
+_PROBES: dict[str, str | None] = {}
+
+
+def _probe_torchscript() -> str | None:
+    """``None`` when ``torch.jit.trace`` + ``freeze`` + a call work on a one-layer model, else why not.
+
+    A torch whose TorchScript cannot trace even that cannot trace any model: the backend is
+    then skipped with this reason instead of failing once per model. Cached per process.
+    """
+    if "torchscript" not in _PROBES:
+        reason = None
+        if not hasattr(torch, "jit") or not hasattr(torch.jit, "trace"):
+            reason = f"torch {torch.__version__} has no torch.jit.trace"
+        else:
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore")
+                    probe = torch.jit.freeze(torch.jit.trace(nn.Linear(2, 2).eval(), torch.zeros(1, 2)))
+                    probe(torch.zeros(1, 2))
+            except Exception as exc:  # any failure on a one-layer model means TorchScript is unusable
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                reason = f"TorchScript does not work on torch {torch.__version__} ({type(exc).__name__}: {text})"[:240]
+        _PROBES["torchscript"] = reason
+    return _PROBES["torchscript"]
+
+
 @BACKENDS.register("torchscript")
 class TorchScriptBackend(Backend):
-    """TorchScript trace (deprecated by torch, still works on 2.13)."""
+    """TorchScript trace (deprecated by torch, still works on 2.13 here; skipped where it cannot)."""
 
     name = "torchscript"
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why TorchScript cannot run on this torch (a one-layer trace fails), or ``None``."""
+        return _probe_torchscript()
 
     def build(self, model: nn.Module, example_inputs: Any, calibration: Sequence[Any], workdir: Path) -> BuiltBackend:
         m = _eval_copy(model)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # "TorchScript is deprecated" on every call
-            traced = torch.jit.freeze(torch.jit.trace(m, as_args(example_inputs)))
+            args, kwargs = split_inputs(example_inputs)
+            if kwargs:
+                traced = torch.jit.trace(m, example_kwarg_inputs=kwargs, strict=False)
+            else:
+                traced = torch.jit.trace(m, args, strict=False)
+            traced = torch.jit.freeze(traced)
             buf = io.BytesIO()
             torch.jit.save(traced, buf)
         return BuiltBackend(self.name, len(buf.getvalue()), lambda threads: traced,
@@ -88,6 +124,15 @@ class CompileBackend(Backend):
 
     name = "compile"
     slow_build = True
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Inductor compiles C++ on CPU: without a C++ compiler no model can run."""
+        import shutil
+
+        if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+            return "torch.compile (Inductor) needs a C++ compiler on CPU; none found (c++, g++, clang++)"
+        return None
 
     def build(self, model: nn.Module, example_inputs: Any, calibration: Sequence[Any], workdir: Path) -> BuiltBackend:
         m = _eval_copy(model)

@@ -3,7 +3,10 @@
 For every backend, :func:`bench_backends`
 
 1. builds it (``BACKENDS.get(name)().build``); a build error makes every row of that backend
-   ``status = "failed: <reason>"`` (the backend is reported, never dropped);
+   ``status = "failed: <reason>"`` (the backend is reported, never dropped); a backend that
+   cannot run here at all (:meth:`Backend.unavailable` gives a reason, or ``build`` raises
+   :class:`BackendUnavailable`: a torch without TorchScript, no torchao, static int8 without
+   calibration batches) is ``status = "skipped: <reason>"``;
 2. compares its outputs with eager PyTorch on ``check_inputs`` (a batch of real or synthetic
    inputs): ``max_abs_diff = max |y_backend - y_eager|`` and ``top1_agreement`` = fraction of
    samples with the same argmax;
@@ -28,10 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from leandl.deploy.backend import BuiltBackend
+from leandl.deploy.backend import BackendUnavailable, BuiltBackend
+from leandl.deploy.io import call_model
 from leandl.deploy.onnx_export import compare_outputs
 from leandl.measure import compare_latency, measure_latency
-from leandl.measure._util import as_args, rebatch
+from leandl.measure._util import rebatch
 from leandl.registry import BACKENDS
 
 __all__ = ["bench_backends", "ROW_KEYS", "format_rows"]
@@ -51,9 +55,9 @@ def _row(name: str, bs: int, threads: int | None, status: str, **values: Any) ->
     return row
 
 
-def _check(built: BuiltBackend, reference: torch.Tensor, check_inputs: Any, threads: int | None) -> dict[str, float]:
+def _check(built: BuiltBackend, reference: Any, check_inputs: Any, threads: int | None) -> dict[str, float]:
     with torch.inference_mode():
-        out = built.runner(threads)(*as_args(check_inputs))
+        out = call_model(built.runner(threads), check_inputs)
     res = compare_outputs(reference, out)
     return {"max_abs_diff": res.max_abs_diff, "top1_agreement": res.top1_agreement}
 
@@ -75,9 +79,13 @@ def _time_all(built: dict[str, BuiltBackend], check_inputs: Any, batch_sizes: Se
             except Exception as exc:  # a session that cannot open is a failed row, not a crash
                 out.update({(name, bs, t): _reason(exc) for bs in batch_sizes})
         for bs in batch_sizes:
-            x = rebatch(check_inputs, bs)
+            # one positional argument holding the whole input structure, unpacked by call_model
+            # the same way for every backend (positional, keyword, or both)
+            x = (rebatch(check_inputs, bs),)
             ok = {}
-            for name, run in runners.items():
+            for name, raw in runners.items():
+                def run(inputs: Any, _run: Any = raw) -> Any:
+                    return call_model(_run, inputs)
                 try:
                     measure_latency(run, x, warmup=max(1, warmup), repeats=1, threads=t)
                     ok[name] = run
@@ -107,8 +115,9 @@ def bench_backends(
     Args:
         model: the fp32 model (not modified).
         backends: names in :data:`leandl.registry.BACKENDS` (an unknown name is a failed row).
-        check_inputs: input batch (tensor or tuple) used for the output check and, re-batched,
-            for timing.
+        check_inputs: input batch used for the output check and, re-batched, for timing: a
+            tensor, a tuple of positional inputs or a dict of keyword inputs, any dtype (token
+            ids, masks; :mod:`leandl.deploy.io`).
         batch_sizes: batch sizes to time.
         threads: intra-op thread counts (``None`` = current setting).
         calibration: input batches for backends that calibrate (static int8).
@@ -122,7 +131,7 @@ def bench_backends(
     threads = [t if t is not None else torch.get_num_threads() for t in threads]
     model = copy.deepcopy(model).cpu().eval()
     with torch.inference_mode():
-        reference = model(*as_args(check_inputs))
+        reference = call_model(model, check_inputs)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
@@ -131,9 +140,16 @@ def bench_backends(
         failed: dict[str, str] = {}
         for name in backends:
             try:
-                built[name] = BACKENDS.get(name)().build(model, check_inputs, calibration, root / name)
-                bases[name] = {"size_bytes": built[name].size_bytes}
+                cls = BACKENDS.get(name)
+                why = cls.unavailable()
+                if why:
+                    raise BackendUnavailable(why)
+                built[name] = cls().build(model, check_inputs, calibration, root / name)
+                bases[name] = {"size_bytes": built[name].size_bytes, "note": built[name].notes or None}
                 bases[name].update(_check(built[name], reference, check_inputs, threads[0]))
+            except BackendUnavailable as exc:  # cannot run here at all: skipped, with the reason
+                failed[name] = f"skipped: {str(exc).strip() or type(exc).__name__}"[:300]
+                built.pop(name, None)
             except Exception as exc:  # build or check failed: report it for every row
                 failed[name] = _reason(exc)
                 built.pop(name, None)

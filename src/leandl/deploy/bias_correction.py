@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from leandl.deploy.io import call_model
+
 __all__ = ["quantize_weight_symmetric", "fold_batchnorm", "bias_correction_shifts", "bias_correct_"]
 
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -96,7 +98,7 @@ def bias_correction_shifts(model: nn.Module, batches: Sequence[Any], *, bits: in
 
     Args:
         model: the float model (BN folded); it is not changed.
-        batches: input batches (tensors or argument tuples).
+        batches: input batches (tensors, argument tuples or keyword dicts; :mod:`leandl.deploy.io`).
         bits, per_channel, reduce_range: the weight quantizer (see :func:`quantize_weight_symmetric`).
 
     Returns:
@@ -119,7 +121,7 @@ def bias_correction_shifts(model: nn.Module, batches: Sequence[Any], *, bits: in
     model.eval()
     try:
         for batch in batches:
-            model(*(batch if isinstance(batch, tuple | list) else (batch,)))
+            call_model(model, batch)
     finally:
         for h in handles:
             h.remove()

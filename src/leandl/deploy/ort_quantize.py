@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from typing import Any, Literal
 
 from leandl.deploy.calibration import TensorDataReader
 from leandl.deploy.conv_padding import pad_input_convs
+from leandl.deploy.onnx_export import validate_onnx
 from leandl.errors import ConfigError
 
 __all__ = ["CalibrateMethod", "quantize_static_onnx", "quantize_dynamic_onnx", "op_counts", "compact_names",
@@ -42,12 +44,27 @@ DYNAMIC_OP_TYPES = ("MatMul", "Gemm")
 def _preprocess(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    with _quiet():
+        try:
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+            return dst
+        except Exception:  # symbolic shape inference fails on some graphs; ONNX shape inference suffices
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+            return dst
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Silence the progress prints and root-logger warnings of ONNX Runtime's quantization tools
+    (e.g. "Axis 1 is out-of-range" for a LayerNorm weight it then quantizes per tensor)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
     try:
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
-        return dst
-    except Exception:  # symbolic shape inference fails on some graphs; ONNX shape inference suffices
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
-        return dst
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def _method(name: str) -> Any:
@@ -76,7 +93,9 @@ def quantize_static_onnx(
     Args:
         fp32_path: the float ONNX model.
         out_path: where to write the int8 model.
-        calibration: input batches (tensors, or tuples for multi-input graphs), >= 1.
+        calibration: input batches, >= 1: tensors, tuples of positional inputs or dicts keyed by
+            graph input name, of any dtype (token ids stay integers; each array is cast to its
+            graph input's dtype).
         calibrate_method: activation range estimator.
         per_channel: one weight scale per output channel (else per tensor).
         reduce_range: 7-bit weights (see the module notes).
@@ -85,7 +104,7 @@ def quantize_static_onnx(
             (:mod:`leandl.deploy.conv_padding`; exact). ``None`` leaves the graph as it is.
 
     Returns:
-        ``out_path``.
+        ``out_path``, after ONNX Runtime loaded it and ran the first calibration batch.
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -101,14 +120,18 @@ def quantize_static_onnx(
         if pad_input_channels is not None and pad_input_convs(graph, pad_input_channels):
             onnx.save(graph, str(pre))
         weights = {t.name for t in graph.graph.initializer}
-        names = [i.name for i in graph.graph.input if i.name not in weights]
-        reader = TensorDataReader(calibration, names)
-        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress lines
+        graph_inputs = [i for i in graph.graph.input if i.name not in weights]
+        names = [i.name for i in graph_inputs]
+        dtypes = [onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in graph_inputs]
+        reader = TensorDataReader(calibration, names, dtypes)
+        with _quiet():  # the calibrators print progress lines
             quantize_static(str(pre), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             reduce_range=reduce_range, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=method,
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
-    return compact_names(out_path)
+    compact_names(out_path)
+    validate_onnx(out_path, calibration[0])
+    return out_path
 
 
 def quantize_dynamic_onnx(fp32_path: str | Path, out_path: str | Path, *, per_channel: bool = False) -> Path:

@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from leandl.deploy.io import feed_dict
 from leandl.errors import ModelError
-from leandl.measure._util import as_args
 
 __all__ = ["make_session", "OrtModule", "evaluate_onnx"]
 
@@ -55,31 +54,48 @@ def make_session(path: str | Path, threads: int | None = None) -> Any:
 
 
 class OrtModule:
-    """Call an ONNX file like a model: torch tensors in, a torch tensor out (float32, CPU).
+    """Call an ONNX file like a model: torch tensors in (any dtype), torch tensors out (CPU).
+
+    Inputs are given like the model's own (:mod:`leandl.deploy.io`): positional tensors, a
+    tuple of them, or keyword tensors named like the graph inputs (``input_ids=...``).
 
     Args:
         path: the ``.onnx`` file.
         threads: intra-op threads of the session.
+        outputs: ``"first"``: return the first graph output (a classifier's logits); ``"all"``:
+            a dict ``{output name: tensor}`` when the graph has several outputs, the tensor
+            when it has one.
 
     Example:
         >>> run = OrtModule("model.onnx", threads=2)   # doctest: +SKIP
         >>> logits = run(torch.randn(8, 1, 8, 8))      # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, outputs: str = "first") -> None:
+        if outputs not in ("first", "all"):
+            raise ValueError(f"outputs must be 'first' or 'all', got {outputs!r}")
         self.path = Path(path)
         self.threads = threads
+        self.outputs = outputs
         self.session = make_session(path, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, *inputs: Any) -> torch.Tensor:
-        args = as_args(inputs[0]) if len(inputs) == 1 and isinstance(inputs[0], tuple | list) else inputs
-        if len(args) != len(self.input_names):
-            raise ModelError(f"the ONNX model takes {len(self.input_names)} inputs, got {len(args)}",
-                             where=str(self.path))
-        feed = {n: np.ascontiguousarray(a.detach().cpu().numpy()) for n, a in zip(self.input_names, args)}
+    def __call__(self, *inputs: Any, **kw_inputs: Any) -> Any:
+        if kw_inputs:
+            feed_from: Any = (*inputs, kw_inputs) if inputs else kw_inputs
+        elif len(inputs) == 1 and isinstance(inputs[0], tuple | list | dict):
+            feed_from = inputs[0]
+        else:
+            feed_from = inputs
+        try:
+            feed = feed_dict(feed_from, self.input_names)
+        except ValueError as exc:
+            raise ModelError(str(exc), where=str(self.path)) from exc
         out = self.session.run(None, feed)
-        return torch.from_numpy(out[0])
+        if self.outputs == "first" or len(out) == 1:
+            return torch.from_numpy(out[0])
+        return {n: torch.from_numpy(o) for n, o in zip(self.output_names, out)}
 
     def eval(self) -> OrtModule:
         """No-op (a session has no training mode); lets measuring code treat it as a model."""

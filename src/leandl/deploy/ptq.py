@@ -28,7 +28,8 @@ from typing import Any, Literal
 from torch import nn
 
 from leandl.deploy.bias_correction import bias_correct_, fold_batchnorm
-from leandl.deploy.onnx_export import export_onnx
+from leandl.deploy.calibration import random_calibration as random_calibration_batches
+from leandl.deploy.onnx_export import export_onnx, validate_onnx
 from leandl.deploy.ort_quantize import CalibrateMethod, quantize_dynamic_onnx, quantize_static_onnx
 from leandl.errors import ConfigError
 from leandl.quantize.convert import float_twin, has_fake_quant
@@ -47,6 +48,8 @@ class PtqResult:
         fp32_size_bytes / int8_size_bytes: their sizes in bytes.
         size_ratio: ``fp32_size_bytes / int8_size_bytes`` (> 1: the int8 file is smaller).
         bias_shifts: per layer, ``max |delta|`` applied by bias correction (empty when off).
+        calibration: where the static calibration batches came from: ``"N given batches"`` or
+            ``"random (N batches, asked for)"``; empty for dynamic quantization.
     """
 
     fp32_path: Path
@@ -55,6 +58,7 @@ class PtqResult:
     int8_size_bytes: int
     size_ratio: float
     bias_shifts: dict[str, float] = field(default_factory=dict)
+    calibration: str = ""
 
 
 def ptq_onnx(
@@ -71,15 +75,19 @@ def ptq_onnx(
     fp32_name: str = "model.onnx",
     int8_name: str = "model.int8.onnx",
     opset: int = 17,
+    random_calibration: bool = False,
 ) -> PtqResult:
     """Export ``model`` to fp32 ONNX and to int8 ONNX in ``out_dir``.
 
     Args:
         model: the float model (unchanged).
-        example_inputs: an input batch (batch >= 2 is used for export).
+        example_inputs: an input batch in any form :func:`leandl.deploy.export_onnx` accepts
+            (tensor, tuple, dict of keyword inputs; token ids as integers); batch >= 2 is used
+            for export.
         out_dir: folder for the two files.
         method: ``"ptq"`` static QDQ int8, or ``"dynamic"`` (MatMul/Gemm only).
-        calibration: input batches for static calibration and bias correction.
+        calibration: real input batches for static calibration and bias correction, shaped
+            like ``example_inputs`` (see :func:`leandl.deploy.calibration_from_loader`).
         calibrate_method: ``minmax``, ``percentile`` or ``entropy``.
         per_channel: per-output-channel weight scales.
         bias_correction: shift biases by the measured mean quantization error (static only;
@@ -87,6 +95,9 @@ def ptq_onnx(
         reduce_range: 7-bit weights (see :mod:`leandl.deploy.ort_quantize`).
         fp32_name / int8_name: the file names.
         opset: ONNX opset of the exported graphs.
+        random_calibration: with no ``calibration`` given, calibrate on random inputs shaped
+            like ``example_inputs`` (:func:`leandl.deploy.calibration.random_calibration`; it
+            warns, and :attr:`PtqResult.calibration` says so). Never done unless asked.
     """
     if method not in ("ptq", "dynamic"):
         raise ConfigError(f"unknown quantization method '{method}'", where="method", fix="use ptq or dynamic")
@@ -96,12 +107,19 @@ def ptq_onnx(
         model, bias_correction = float_twin(model), False
     fp32 = export_onnx(model, example_inputs, out / fp32_name, opset=opset)
     shifts: dict[str, float] = {}
+    source = ""
     if method == "dynamic":
         int8 = quantize_dynamic_onnx(fp32, out / int8_name, per_channel=per_channel)
     else:
-        if not calibration:
+        calibration = list(calibration)
+        if calibration:
+            source = f"{len(calibration)} given batches"
+        elif random_calibration:
+            calibration = random_calibration_batches(example_inputs)
+            source = f"random ({len(calibration)} batches, asked for)"
+        else:
             raise ConfigError("static PTQ needs calibration batches", where="calibration_batches",
-                              fix="set calibration_batches >= 1")
+                              fix="pass real input batches (calibration=...), or random_calibration=True")
         folded = fold_batchnorm(model)
         if bias_correction:
             shifts = bias_correct_(folded, calibration, per_channel=per_channel, reduce_range=reduce_range)
@@ -109,6 +127,7 @@ def ptq_onnx(
             src = export_onnx(folded, example_inputs, Path(tmp) / "corrected.onnx", opset=opset)
             int8 = quantize_static_onnx(src, out / int8_name, calibration, calibrate_method=calibrate_method,
                                         per_channel=per_channel, reduce_range=reduce_range)
+    validate_onnx(int8, example_inputs)
     f_size, q_size = fp32.stat().st_size, int8.stat().st_size
     return PtqResult(fp32_path=fp32, int8_path=int8, fp32_size_bytes=f_size, int8_size_bytes=q_size,
-                     size_ratio=f_size / q_size, bias_shifts=shifts)
+                     size_ratio=f_size / q_size, bias_shifts=shifts, calibration=source)
