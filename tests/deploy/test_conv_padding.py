@@ -77,3 +77,74 @@ def test_static_int8_stem_is_padded_and_agrees_with_unpadded(tmp_path) -> None:
     # same quantization grid (zero channels add exact zeros): the two int8 models agree closely
     assert float((a.argmax(1) == b.argmax(1)).float().mean()) >= 0.95
     assert np.allclose(a.numpy(), b.numpy(), atol=0.1 * float(b.abs().max()))
+
+
+class StdConvStem(nn.Module):
+    """A stem whose weight is standardized in forward (as timm's NFNets do): after constant
+    folding the weight is an initializer that also has a recorded shape in the graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.conv.weight
+        w = torch.nn.functional.batch_norm(w.reshape(1, 16, -1), None, None, training=True, momentum=0.0,
+                                           eps=1e-5).reshape_as(w)
+        return self.head(torch.nn.functional.conv2d(x, w, self.conv.bias, padding=1))
+
+
+def test_standardized_stem_weight_is_padded_and_quantizes(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = StdConvStem().eval()
+    cal = [torch.randn(8, 3, 16, 16) for _ in range(2)]
+    fp32 = export_onnx(model, cal[0], tmp_path / "m.onnx")
+    info: dict = {}
+    q = quantize_static_onnx(fp32, tmp_path / "q.onnx", cal, info=info)
+    assert info["stem_padding"].startswith("padded 1 conv"), info
+    assert op_counts(q).get("Pad", 0) == 1
+
+
+def _inexact(model, multiple=4):
+    """Pads, then breaks exactness: the extra input channel is filled with ones, not zeros."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    import leandl.deploy.conv_padding as cp
+
+    names = cp._pad_input_convs_unchecked(model, multiple)
+    model.graph.initializer.append(numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"))
+    for node in model.graph.node:
+        if node.op_type == "Pad":
+            node.input.append("one")
+    for init in model.graph.initializer:
+        if init.name in names:
+            w = numpy_helper.to_array(init).copy()
+            w[:, -1] = 1.0
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
+    return names
+
+
+def _raises(model, multiple=4):
+    raise RuntimeError("graph too unusual")
+
+
+@pytest.mark.parametrize("pad, reason", [(_inexact, "differs"), (_raises, "RuntimeError: graph too unusual")])
+def test_padding_that_fails_or_is_not_exact_is_skipped_and_said(tmp_path, monkeypatch, pad, reason) -> None:
+    import leandl.deploy.conv_padding as cp
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(16, 10)).eval()
+    cal = [torch.randn(8, 3, 16, 16) for _ in range(2)]
+    fp32 = export_onnx(model, cal[0], tmp_path / "m.onnx")
+    monkeypatch.setattr(cp, "_pad_input_convs_unchecked", cp.pad_input_convs, raising=False)
+    monkeypatch.setattr(cp, "pad_input_convs", pad)
+    info: dict = {}
+    with pytest.warns(UserWarning, match="stem padding skipped"):
+        q = quantize_static_onnx(fp32, tmp_path / "q.onnx", cal, info=info)
+    assert info["stem_padding"].startswith("skipped") and reason in info["stem_padding"]
+    assert op_counts(q).get("Pad", 0) == 0
+    got = OrtModule(q, threads=1)(cal[0])
+    assert float((got.argmax(1) == model(cal[0]).argmax(1)).float().mean()) >= 0.75

@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
                 info["fp32_file"] = "float twin of the QAT model (quantised weights, float activations)"
             res = ptq_onnx(model, inputs.check[:2], path.parent, calibration=inputs.calibration,
                            fp32_name=path.name, int8_name=path.stem + ".int8.onnx", opset=opset)
-            info.update(int8_onnx=str(res.int8_path), int8_size_bytes=res.int8_size_bytes, size_ratio=res.size_ratio)
+            info.update(int8_onnx=str(res.int8_path), int8_size_bytes=res.int8_size_bytes, size_ratio=res.size_ratio,
+                        stem_padding=res.stem_padding)
             q = check_onnx(model, res.int8_path, inputs.check)
             info.update(int8_max_abs_diff=q.max_abs_diff, int8_top1_agreement=q.top1_agreement,
                         int8_cosine=q.cosine)

@@ -24,13 +24,15 @@ import contextlib
 import io
 import logging
 import tempfile
+import threading
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from leandl.deploy.calibration import TensorDataReader
-from leandl.deploy.conv_padding import pad_input_convs
+from leandl.deploy.conv_padding import pad_input_convs_checked
 from leandl.deploy.onnx_export import validate_onnx
 from leandl.errors import ConfigError
 
@@ -44,13 +46,20 @@ DYNAMIC_OP_TYPES = ("MatMul", "Gemm")
 def _preprocess(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with _quiet():
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    # ONNX Runtime's symbolic shape inference, when it cannot infer every shape (BERT's masks),
+    # saves "sym_shape_infer_temp.onnx" and an external-data file into the current directory:
+    # run it from dst's (temporary) folder so nothing is left in the user's.
+    with _quiet(), _CWD_LOCK, contextlib.chdir(dst.parent):
         try:
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
             return dst
         except Exception:  # symbolic shape inference fails on some graphs; ONNX shape inference suffices
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
             return dst
+
+
+_CWD_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -87,6 +96,7 @@ def quantize_static_onnx(
     per_channel: bool = True,
     reduce_range: bool = False,
     pad_input_channels: int | None = 4,
+    info: dict[str, Any] | None = None,
 ) -> Path:
     """Static int8 QDQ quantization of an ONNX file, calibrated on ``calibration`` batches.
 
@@ -102,6 +112,11 @@ def quantize_static_onnx(
         pad_input_channels: zero-pad the input channels of convolutions that read a graph input
             to a multiple of this, so ONNX Runtime's fast int8 conv kernel applies to the stem
             (:mod:`leandl.deploy.conv_padding`; exact). ``None`` leaves the graph as it is.
+            Padding is checked (strict shape inference, and the first calibration batch run
+            padded and unpadded in ONNX Runtime) and skipped, with a warning, when the graph
+            does not allow it; it never makes quantization fail.
+        info: when given, ``info["stem_padding"]`` receives what padding did (``"padded ..."``,
+            ``"not needed: ..."``, ``"skipped: <reason>"`` or ``"off"``).
 
     Returns:
         ``out_path``, after ONNX Runtime loaded it and ran the first calibration batch.
@@ -117,8 +132,16 @@ def quantize_static_onnx(
     with tempfile.TemporaryDirectory() as tmp:
         pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
         graph = onnx.load(str(pre))
-        if pad_input_channels is not None and pad_input_convs(graph, pad_input_channels):
-            onnx.save(graph, str(pre))
+        note = "off"
+        if pad_input_channels is not None:
+            padded, note = pad_input_convs_checked(graph, pad_input_channels, calibration[0])
+            if padded is not graph:
+                graph = padded
+                onnx.save(graph, str(pre))
+            elif note.startswith("skipped"):
+                warnings.warn(f"int8 stem padding {note}; quantizing the graph unpadded", UserWarning, stacklevel=2)
+        if info is not None:
+            info["stem_padding"] = note
         weights = {t.name for t in graph.graph.initializer}
         graph_inputs = [i for i in graph.graph.input if i.name not in weights]
         names = [i.name for i in graph_inputs]

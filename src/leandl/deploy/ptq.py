@@ -50,6 +50,8 @@ class PtqResult:
         bias_shifts: per layer, ``max |delta|`` applied by bias correction (empty when off).
         calibration: where the static calibration batches came from: ``"N given batches"`` or
             ``"random (N batches, asked for)"``; empty for dynamic quantization.
+        stem_padding: what input-channel padding of the stem did (static only; see
+            :func:`leandl.deploy.ort_quantize.quantize_static_onnx`).
     """
 
     fp32_path: Path
@@ -59,6 +61,7 @@ class PtqResult:
     size_ratio: float
     bias_shifts: dict[str, float] = field(default_factory=dict)
     calibration: str = ""
+    stem_padding: str = ""
 
 
 def ptq_onnx(
@@ -108,6 +111,7 @@ def ptq_onnx(
     fp32 = export_onnx(model, example_inputs, out / fp32_name, opset=opset)
     shifts: dict[str, float] = {}
     source = ""
+    qinfo: dict[str, Any] = {}
     if method == "dynamic":
         int8 = quantize_dynamic_onnx(fp32, out / int8_name, per_channel=per_channel)
     else:
@@ -125,9 +129,11 @@ def ptq_onnx(
             shifts = bias_correct_(folded, calibration, per_channel=per_channel, reduce_range=reduce_range)
         with tempfile.TemporaryDirectory() as tmp:
             src = export_onnx(folded, example_inputs, Path(tmp) / "corrected.onnx", opset=opset)
+            qinfo = {}
             int8 = quantize_static_onnx(src, out / int8_name, calibration, calibrate_method=calibrate_method,
-                                        per_channel=per_channel, reduce_range=reduce_range)
+                                        per_channel=per_channel, reduce_range=reduce_range, info=qinfo)
     validate_onnx(int8, example_inputs)
     f_size, q_size = fp32.stat().st_size, int8.stat().st_size
     return PtqResult(fp32_path=fp32, int8_path=int8, fp32_size_bytes=f_size, int8_size_bytes=q_size,
-                     size_ratio=f_size / q_size, bias_shifts=shifts, calibration=source)
+                     size_ratio=f_size / q_size, bias_shifts=shifts, calibration=source,
+                     stem_padding=str(qinfo.get("stem_padding", "")))
