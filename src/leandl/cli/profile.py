@@ -90,6 +90,18 @@ def profile_command(
     ),
 ) -> None:
     """Measure params, MACs, size, latency, peak memory and energy of MODEL."""
+    from leandl.train.signals import interrupted_error, stop_immediately
+
+    try:
+        with stop_immediately():
+            _profile(model, input_shape, batch_sizes, threads, num_classes, warmup, repeats, as_json, per_layer,
+                     trust)
+    except KeyboardInterrupt as exc:
+        raise interrupted_error(exc, "leandl profile", "nothing was written; run it again") from None
+
+
+def _profile(model: str, input_shape: str, batch_sizes: str, threads: Optional[int], num_classes: Optional[int],
+             warmup: int, repeats: int, as_json: bool, per_layer: bool, trust: bool) -> None:
     import torch
 
     from leandl.measure import profile
@@ -100,8 +112,12 @@ def profile_command(
         raise UsageError(
             f"threads must be >= 1, got {threads}", where="--threads", fix="For example --threads 2"
         )
-    if repeats < 1 or warmup < 0:
-        raise UsageError("need --repeats >= 1 and --warmup >= 0", where="--repeats/--warmup")
+    if threads is not None and threads > 1024:
+        raise UsageError(f"threads must be <= 1024, got {threads}", where="--threads", fix="For example --threads 2")
+    if repeats < 1 or warmup < 0 or repeats > 100_000 or warmup > 10_000:
+        raise UsageError("need 1 <= --repeats <= 100000 and 0 <= --warmup <= 10000", where="--repeats/--warmup")
+    if max(sizes) > 1 << 16 or len(sizes) > 32:
+        raise UsageError(f"at most 32 batch sizes of at most {1 << 16}, got {batch_sizes}", where="--batch-sizes")
     net = _build_model(model, shape, num_classes, trust)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     result = profile(

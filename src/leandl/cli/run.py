@@ -50,17 +50,27 @@ def register(app: typer.Typer) -> None:
         """Run RECIPE: every stage trained, measured, checkpointed; summary.json and a report."""
         if debug:
             os.environ["LEANDL_DEBUG"] = "1"
+        from leandl.train.signals import interrupted_error, stop_immediately
+
         if nproc > 1 or nnodes != "1":
             from leandl.cli._launch import launch
 
-            raise typer.Exit(launch(sys.argv, nproc, nnodes, node_rank, rdzv_endpoint))
-        from leandl.recipes.runner import run
-
+            launch(sys.argv, nproc, nnodes, node_rank, rdzv_endpoint)
+            return
         if resume and out is None:
             from leandl.errors import UsageError
 
             raise UsageError("--resume needs --out DIR (the run to continue)")
-        summary = run(recipe, out, overrides=list(set_ or []), resume=resume, overwrite=overwrite, seed=seed)
+        try:
+            with stop_immediately():  # until the runner takes over the signals
+                from leandl.recipes.runner import run
+
+                summary = run(recipe, out, overrides=list(set_ or []), resume=resume, overwrite=overwrite,
+                              seed=seed)
+        except KeyboardInterrupt as exc:  # a hard stop (second signal, or before any stage)
+            raise interrupted_error(exc, "leandl run",
+                                    "completed stages and the last resume checkpoint are kept; continue with "
+                                    "the same command plus --resume") from None
         if int(os.environ.get("RANK", "0")) == 0:
             out_dir = out or str(Path("runs"))
             _print_summary(summary, summary.get("out_dir", out_dir))
