@@ -10,8 +10,10 @@ place, so a reader sees either the old complete directory or the new complete on
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -19,11 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as _safetensors_bytes
 
 from leandl.errors import CheckpointError
 
-__all__ = ["save_tree", "load_tree", "atomic_dir", "atomic_write_text", "fsync_dir", "resolve_dir"]
+__all__ = ["save_tree", "load_tree", "atomic_dir", "atomic_write_text", "fsync_dir", "resolve_dir",
+           "write_safetensors", "as_os_error", "clean_stale"]
+
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{8}$")
+_OLD_NAME = re.compile(r"^(?P<name>.+)\.old-[0-9a-f]{8}$")
+_OS_CODE = re.compile(r"code: (\d+)")
 
 _T = "__tensor__"
 _INT_KEYS = "__int_keys__"
@@ -75,8 +83,38 @@ def save_tree(tree: Any, directory: str | Path, name: str) -> None:
     directory = Path(directory)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(tree, tensors, "")
-    save_file(tensors, str(directory / f"{name}.safetensors"))
+    write_safetensors(tensors, directory / f"{name}.safetensors")
     (directory / f"{name}.json").write_text(json.dumps(skeleton))
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Write ``tensors`` as a safetensors file with Python's own I/O.
+
+    ``safetensors.torch.save_file`` reports a failed write (disk full, quota, read-only) as a
+    ``SafetensorError`` that hides the errno; serialising to bytes and writing them here raises
+    the real ``OSError`` (``ENOSPC`` ...), which callers turn into a clear leandl error.
+    """
+    data = _safetensors_bytes(tensors)
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+
+
+def as_os_error(exc: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``exc``: itself, or the errno inside a ``SafetensorError`` message.
+
+    Returns None when ``exc`` is not a failed write.
+    """
+    if isinstance(exc, OSError):
+        return exc
+    if type(exc).__name__ == "SafetensorError":
+        match = _OS_CODE.search(str(exc))
+        if match:
+            code = int(match.group(1))
+            return OSError(code, os.strerror(code))
+        if "No space left" in str(exc) or "StorageFull" in str(exc):
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
 
 
 def load_tree(directory: str | Path, name: str) -> Any:
@@ -163,3 +201,47 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def clean_stale(root: str | Path) -> list[Path]:
+    """Tidy what a crash left under ``root``; return the paths removed or restored.
+
+    Removes the temporary entries of :func:`atomic_dir` and :func:`atomic_write_text`
+    (``.NAME.tmp-XXXXXXXX``) and the ``NAME.old-XXXXXXXX`` copies of a swap whose new ``NAME``
+    is in place. When ``NAME`` is missing (a crash between the two renames) the newest
+    ``.old`` copy is renamed back to ``NAME``. Only call it while no other process writes
+    under ``root`` (the run lock is held).
+    """
+    root = Path(root)
+    touched: list[Path] = []
+    if not root.is_dir():
+        return touched
+    for here, dirs, files in os.walk(root, topdown=True):
+        base = Path(here)
+        names = sorted(dirs) + sorted(files)
+        olds: dict[str, list[Path]] = {}
+        for entry in names:
+            path = base / entry
+            if _TMP_NAME.match(entry):
+                _remove(path)
+                touched.append(path)
+            elif (m := _OLD_NAME.match(entry)) is not None:
+                olds.setdefault(m.group("name"), []).append(path)
+        for name, paths in olds.items():
+            paths.sort(key=lambda p: p.stat().st_mtime)
+            if not (base / name).exists():
+                os.rename(paths.pop(), base / name)
+                touched.append(base / name)
+            for path in paths:
+                _remove(path)
+                touched.append(path)
+        dirs[:] = [d for d in dirs if (base / d).is_dir() and not (base / d).is_symlink()]
+    return touched
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -11,12 +10,9 @@ import sys
 import time
 
 import pytest
-import torch
 import yaml
 from safetensors.torch import load_file
 
-from leandl.errors import TrainingError
-from leandl.train import TrainConfig, Trainer
 from tests_helpers import fast_recipe
 
 pytestmark = pytest.mark.slow
@@ -94,29 +90,6 @@ def test_unwritable_run_directory(setup):
     res = subprocess.run(_cmd(recipe, "/proc/leandl-cannot-write"), env=ENV, capture_output=True, text=True)
     assert res.returncode != 0 and "cannot write to the run directory" in res.stderr
     assert "Traceback" not in res.stderr
-
-
-def test_failed_write_keeps_previous_checkpoint(tmp_path, blobs, monkeypatch):
-    import leandl.serialization as ser
-
-    train, val = blobs
-    cfg = TrainConfig(epochs=3, batch_size=16, progress=False)
-    calls = {"n": 0}
-    real = ser.save_file
-
-    def flaky(tensors, path, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError(28, "No space left on device")
-        return real(tensors, path, *a, **k)
-
-    monkeypatch.setattr(ser, "save_file", flaky)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    with pytest.raises(TrainingError, match="No space left"):
-        Trainer(model, cfg, train_data=train, val_data=val, num_classes=3, run_dir=tmp_path).fit()
-    state = json.loads((tmp_path / "resume" / "state.json").read_text())
-    assert state["epoch"] == 1  # the epoch-1 checkpoint is intact, the failed epoch-2 write left nothing
-    assert [p.name for p in tmp_path.iterdir()] == ["resume"]
 
 
 def test_second_concurrent_run_refused(setup, tmp_path):

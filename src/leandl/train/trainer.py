@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from leandl.errors import TrainingError
+from leandl.serialization import as_os_error
 from leandl.train.config import TrainConfig
 from leandl.train.evaluate import evaluate
 from leandl.train.events import Event
@@ -31,7 +32,16 @@ from leandl.train.signals import STOP_SIGNALS, TrainingInterrupted
 from leandl.train.state import State
 from leandl.train.technique import Engine, Technique
 
-__all__ = ["Trainer", "FitResult"]
+__all__ = ["Trainer", "FitResult", "non_finite_tensors"]
+
+
+def non_finite_tensors(model: nn.Module) -> list[str]:
+    """Names of the model's floating-point parameters and buffers that hold NaN or inf."""
+    bad = []
+    for name, value in model.state_dict().items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad.append(name)
+    return bad
 
 
 @dataclass
@@ -141,11 +151,22 @@ class Trainer:
     def _save_resume(self, epoch: int, batch_index: int) -> Path | None:
         if self.run_dir is None or self.state.rank != 0:
             return None
+        bad = non_finite_tensors(self.state.model)
+        if bad:
+            last = self.run_dir / "resume"
+            raise TrainingError(
+                f"non-finite values in {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} at step {self.state.step} "
+                f"(epoch {epoch}); not saved, the last good checkpoint is "
+                f"{last if has_resume(last) else 'none yet'}",
+                fix="lower the learning rate or add grad_clip; then run again with --resume")
         try:
             return save_resume(self.run_dir / "resume", self._resume_tree(epoch, batch_index))
-        except OSError as exc:
+        except Exception as exc:
+            err = as_os_error(exc)
+            if err is None:
+                raise
             raise TrainingError(
-                f"could not write the resume checkpoint ({exc.strerror or exc})",
+                f"could not write the resume checkpoint ({err.strerror or err})",
                 where=str(self.run_dir / "resume"),
                 fix="free disk space or make the run directory writable; the previous checkpoint is intact",
             ) from exc
@@ -269,6 +290,7 @@ class Trainer:
         if st.skip_batch:
             eng.run(Event.BATCH_END, st)
             return None
+        saved = self._buffers() if self.cfg.on_nan == "skip_batch" else None
         st.outputs = self._fwd(x)
         eng.run(Event.AFTER_FORWARD, st)
         eng.run(Event.BEFORE_LOSS, st)
@@ -276,6 +298,8 @@ class Trainer:
         eng.run(Event.AFTER_LOSS, st)
         if not bool(torch.isfinite(st.loss)):
             self._non_finite()
+            if saved is not None:  # the skipped batch's forward must not leave NaN running statistics
+                self._restore_buffers(saved)
             eng.run(Event.BATCH_END, st)
             return None
         st.optimizer.zero_grad(set_to_none=True)
@@ -290,6 +314,16 @@ class Trainer:
         pred = st.final_outputs
         correct = (pred.detach().argmax(dim=-1) == y).sum()
         return st.loss.detach(), correct, y.numel()
+
+    def _buffers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Copies of the model's buffers (batch-norm statistics and counters) before a forward."""
+        return [(b, b.detach().clone()) for b in self.state.model.buffers()]
+
+    @staticmethod
+    def _restore_buffers(saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        with torch.no_grad():
+            for buf, copy_ in saved:
+                buf.copy_(copy_)
 
     def _reduce_loss(self) -> torch.Tensor:
         st = self.state
