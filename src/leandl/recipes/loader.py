@@ -34,11 +34,112 @@ def builtin_recipes() -> dict[str, str]:
     return out
 
 
+# Bounds on what a YAML text may expand to: a 1 KB "billion laughs" of nested aliases would
+# otherwise build (or validate) a tree of 10**9 nodes, and deep nesting overflows the stack.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 50
+MAX_YAML_NODES = 100_000
+MAX_YAML_ALIASES = 1000
+
+
+def _bounded_loader(source: str) -> type:
+    """A ``yaml.SafeLoader`` subclass that refuses deep nesting and large alias expansion."""
+    import yaml
+
+    class Bounded(yaml.SafeLoader):
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self._depth = 0
+            self._aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self._aliases += 1
+                if self._aliases > MAX_YAML_ALIASES:
+                    raise ConfigError(f"the YAML uses more than {MAX_YAML_ALIASES} aliases (*name)", where=source,
+                                      fix="write the values out; aliases are limited to keep loading bounded")
+            self._depth += 1
+            if self._depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"the YAML nests deeper than {MAX_YAML_DEPTH} levels", where=source,
+                                  fix="flatten the recipe; no recipe field nests that deep")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+        def get_single_node(self) -> Any:
+            node = super().get_single_node()
+            if node is not None:
+                _check_expansion(node, source)
+            return node
+
+    return Bounded
+
+
+def _check_expansion(root: Any, source: str) -> None:
+    """Count the nodes the tree has with every alias expanded (memoised, so it is fast)."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    # iterative post-order walk over the (acyclic or cyclic) node graph
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            if isinstance(node, yaml.MappingNode):
+                children = [c for pair in node.value for c in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            else:
+                children = []
+            total = 1 + sum(sizes[id(c)] for c in children)
+            if total > MAX_YAML_NODES:
+                raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES} values (aliases of aliases)",
+                                  where=source, fix="write the values out; alias expansion is limited")
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ConfigError("the YAML refers to itself (a recursive alias)", where=source,
+                              fix="remove the alias that refers to its own parent")
+        on_path.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((c, False) for pair in node.value for c in pair if id(c) not in sizes)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((c, False) for c in node.value if id(c) not in sizes)
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with bounded size, nesting depth and alias expansion.
+
+    Raises:
+        ConfigError: the text is too large, nests too deep, or expands too far (names ``source``).
+        yaml.YAMLError: the text is not valid YAML.
+    """
+    import yaml
+
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"the YAML is {len(text)} bytes, more than the {MAX_YAML_BYTES} allowed", where=source,
+                          fix="a recipe is a few kilobytes; check that this is the right file")
+    loader = _bounded_loader(source)(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise ConfigError("the YAML nests too deeply to load", where=source, fix="flatten the recipe") from None
+    finally:
+        loader.dispose()
+
+
 def _yaml_load(text: str, source: str) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}" if mark is not None else source
@@ -55,7 +156,14 @@ def _read(recipe: str | Path) -> tuple[dict[str, Any], str]:
         if not path.is_file():
             raise UsageError(f"recipe file not found: {path}",
                              fix="give a path to a YAML file or a built-in name (`leandl recipes` lists them)")
-        return _yaml_load(path.read_text(), str(path)), str(path)
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"the recipe file is {path.stat().st_size} bytes, more than the {MAX_YAML_BYTES} allowed",
+                              where=str(path), fix="a recipe is a few kilobytes; check that this is the right file")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the recipe ({exc})", where=str(path)) from None
+        return _yaml_load(text, str(path)), str(path)
     names = builtin_recipes()
     if str(recipe) not in names:
         raise UsageError(unknown_name_message("recipe", str(recipe), names),
@@ -129,7 +237,7 @@ def _parse_value(text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return safe_yaml(text, f"--set value {text[:40]!r}")
     except yaml.YAMLError:
         return text
 

@@ -9,6 +9,13 @@
 
 A completed stage (its ``summary.json`` exists) is skipped on ``--resume`` and its checkpoint
 loaded; an interrupted training stage continues from its resume state.
+
+Reliability (docs/reliability.md): ``--overwrite`` removes the old run's files before anything is
+written; ``recipe.yaml`` is written atomically with its sha256 in ``run.json`` and checked on
+``--resume``; leftovers of a crash (temporary and ``.old`` directories) are tidied under the run
+lock; a stop signal at any point ends the run with a non-zero exit and one line; a failed write
+(disk full) is a :class:`~leandl.errors.TrainingError` naming the directory; every value is
+checked before any training starts; no checkpoint with non-finite weights is written.
 """
 
 from __future__ import annotations
@@ -25,11 +32,23 @@ from leandl.recipes.context import RunContext
 from leandl.recipes.dist import DistInfo, dist_info, finish_dist
 from leandl.recipes.loader import load_recipe, recipe_to_dict, stage_options
 from leandl.recipes.measure_stage import measure_stage
-from leandl.recipes.rundir import default_out_dir, prepare_run_dir, run_lock, stage_dir_name, write_json
+from leandl.recipes.preflight import check_device
+from leandl.errors import LeandlError, TrainingError
+from leandl.recipes.rundir import (
+    check_recipe,
+    clear_run,
+    default_out_dir,
+    prepare_run_dir,
+    run_lock,
+    stage_dir_name,
+    write_json,
+    write_recipe,
+)
 from leandl.recipes.schema import Recipe
 from leandl.registry import STAGES
+from leandl.serialization import as_os_error, clean_stale
 from leandl.train.metrics_log import MetricsLogger
-from leandl.train.signals import STOP_SIGNALS, TrainingInterrupted
+from leandl.train.signals import STOP_SIGNALS, TrainingInterrupted, stop_immediately
 
 __all__ = ["run", "build_initial_model", "UNITS"]
 
@@ -85,10 +104,13 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, out: str | Path | None = N
     """
     dist = dist_info()
     if resume and out is not None and not isinstance(recipe, Recipe) and (Path(out) / "recipe.yaml").exists():
+        check_recipe(Path(out))
         recipe = str(Path(out) / "recipe.yaml")
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if seed is not None:
         rec = rec.model_copy(update={"seed": seed})
+    if dist.device is None:
+        check_device(rec)
     out_dir = Path(out) if out is not None else default_out_dir(rec.name)
     out_dir = dist.broadcast_path(out_dir)
     if dist.is_main:
@@ -97,34 +119,67 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, out: str | Path | None = N
     try:
         if dist.is_main:
             with run_lock(out_dir):
+                if overwrite and not resume:
+                    clear_run(out_dir)
+                clean_stale(out_dir)
                 return _run_locked(rec, out_dir, resume, dist)
         return _run_locked(rec, out_dir, resume, dist)
     finally:
         finish_dist(dist)
 
 
+def _write_failed(exc: BaseException, out_dir: Path) -> TrainingError | None:
+    """A :class:`TrainingError` for a failed write (disk full, read-only ...), else None."""
+    err = as_os_error(exc)
+    if err is None or isinstance(exc, LeandlError):
+        return None
+    where = getattr(err, "filename", None) or str(out_dir)
+    return TrainingError(f"could not write the run's files ({err.strerror or err})", where=str(where),
+                         fix="free disk space or make the run directory writable, then continue with --resume; "
+                             "every stage completed before is intact")
+
+
 def _run_locked(rec: Recipe, out_dir: Path, resume: bool, dist: DistInfo) -> dict[str, Any]:
+    try:
+        return _run_stages(rec, out_dir, resume, dist)
+    except Exception as exc:
+        failed = _write_failed(exc, out_dir)
+        if failed is None:
+            raise
+        raise failed from exc
+
+
+def _run_stages(rec: Recipe, out_dir: Path, resume: bool, dist: DistInfo) -> dict[str, Any]:
     import yaml
+
+    from leandl.recipes.preflight import build_model_checked, preflight
 
     t0 = time.perf_counter()
     if dist.is_main:
-        (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe_to_dict(rec), sort_keys=False))
+        write_recipe(out_dir, yaml.safe_dump(recipe_to_dict(rec), sort_keys=False))
     logger = MetricsLogger(out_dir / "metrics.jsonl", enabled=dist.is_main)
-    data = _load_data(rec)
     device = dist.device or _device(rec.device)
-    ctx = RunContext(recipe=rec, out_dir=out_dir, data=data, model=build_initial_model(rec, data).to(device),
-                     device=device, logger=logger, resume=resume, rank=dist.rank, world_size=dist.world_size)
+    with stop_immediately():  # nothing to save yet: a signal stops at once, with a message
+        data = _load_data(rec)
+        preflight(rec, data)
+        ctx = RunContext(recipe=rec, out_dir=out_dir, data=data, model=build_model_checked(lambda: build_initial_model(rec, data), rec).to(device),
+                         device=device, logger=logger, resume=resume, rank=dist.rank,
+                         world_size=dist.world_size)
     logger.log({"event": "run_start", "recipe": rec.name, "resume": resume, "world_size": dist.world_size})
     with STOP_SIGNALS:
         for i, entry in enumerate(rec.stages):
             if STOP_SIGNALS.requested:
                 raise TrainingInterrupted(STOP_SIGNALS.name, -1, None, before=stage_dir_name(i, entry.kind))
             _run_stage(ctx, i, entry.kind)
-    summary = _summary(rec, ctx, time.perf_counter() - t0)
-    if dist.is_main:
-        write_json(out_dir / "summary.json", summary)
-        _write_report(out_dir)
-    logger.log({"event": "run_end", "seconds": summary["total_seconds"]})
+        if STOP_SIGNALS.requested:  # during the last stage: saved, but the run did not finish
+            raise TrainingInterrupted(STOP_SIGNALS.name, -1, None, before="")
+        summary = _summary(rec, ctx, time.perf_counter() - t0)
+        if dist.is_main:
+            write_json(out_dir / "summary.json", summary)
+            _write_report(out_dir)
+        logger.log({"event": "run_end", "seconds": summary["total_seconds"]})
+    if STOP_SIGNALS.requested:  # while the report was written
+        raise TrainingInterrupted(STOP_SIGNALS.name, -1, None, before="")
     return summary
 
 
@@ -153,18 +208,41 @@ def _run_stage(ctx: RunContext, index: int, kind: str) -> None:
     metrics = dict(result.metrics)
     metrics.setdefault("train_seconds", seconds if stage.trains else 0.0)
     metrics["stage_seconds"] = seconds
+    if ctx.is_main:
+        _check_finite(result.model, name)
     if result.measure and ctx.is_main:
-        for key, value in measure_stage(ctx, result.model).items():
+        try:
+            with STOP_SIGNALS.immediate():  # measuring is redone on --resume: stop at once
+                measured = measure_stage(ctx, result.model)
+        except (Exception, KeyboardInterrupt) as exc:
+            # keep what the stage produced; --resume measures it again
+            save(result.model, ctx.stage_dir / "model", metrics=metrics)
+            if isinstance(exc, LeandlError | KeyboardInterrupt) or as_os_error(exc) is not None:
+                raise
+            raise TrainingError(f"measuring stage {name} failed ({type(exc).__name__}: {exc})",
+                                where=str(ctx.stage_dir / "model"),
+                                fix="the stage's model is saved there; check the recipe's measure section, "
+                                    "then continue with --resume") from exc
+        for key, value in measured.items():
             metrics.setdefault(key, value)
     info = {"index": index, "kind": kind, "name": getattr(stage.options, "name", None) or kind, "dir": name,
             "metrics": metrics, "artifacts": result.artifacts}
     if ctx.is_main:
         save(result.model, ctx.stage_dir / "model", metrics=metrics)
-        from leandl.recipes.rundir import write_json as _wj
-
-        _wj(done, info)
+        write_json(done, info)
     ctx.summaries.append(info)
     ctx.logger.log({"event": "stage_end", "stage": name, "metrics": metrics})
+
+
+def _check_finite(model: torch.nn.Module, stage: str) -> None:
+    """Refuse to checkpoint a model whose weights or buffers hold NaN or inf."""
+    from leandl.train.trainer import non_finite_tensors
+
+    bad = non_finite_tensors(model)
+    if bad:
+        raise TrainingError(f"stage {stage} produced non-finite values in {', '.join(bad[:5])}"
+                            f"{' ...' if len(bad) > 5 else ''}; no checkpoint of it was written",
+                            fix="lower the learning rate or add grad_clip, then continue with --resume")
 
 
 def _summary(rec: Recipe, ctx: RunContext, seconds: float) -> dict[str, Any]:

@@ -13,6 +13,7 @@ calibration batches come from the training split.
 from __future__ import annotations
 
 import copy
+from typing import Annotated
 
 from pydantic import Field
 
@@ -31,12 +32,13 @@ class BenchOptions(Strict):
 
     name: str | None = None
     backends: list[str] = Field(default_factory=lambda: ["eager", "onnxruntime", "onnxruntime-int8"], min_length=1)
-    batch_sizes: list[int] = Field(default_factory=lambda: [1, 64], min_length=1)
-    threads: list[int] | None = None
-    calibration_batches: int = Field(8, ge=1)
-    check_batch_size: int = Field(256, ge=1)
-    warmup: int = Field(3, ge=0)
-    repeats: int = Field(40, ge=1)
+    batch_sizes: list[Annotated[int, Field(ge=1, le=1 << 16)]] = Field(default_factory=lambda: [1, 64], min_length=1,
+                                                                       max_length=32)
+    threads: list[Annotated[int, Field(ge=1, le=1024)]] | None = Field(None, max_length=32)
+    calibration_batches: int = Field(8, ge=1, le=100_000)
+    check_batch_size: int = Field(256, ge=1, le=1 << 16)
+    warmup: int = Field(3, ge=0, le=10_000)
+    repeats: int = Field(40, ge=1, le=100_000)
 
 
 @STAGES.register("bench")

@@ -53,7 +53,7 @@ class TeacherConfig(Strict):
     factory: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
     trust: bool = False
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _one_source(self) -> TeacherConfig:

@@ -18,7 +18,7 @@ final exit's. The thresholds travel in the artifacts (``exit_policies``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
@@ -36,16 +36,17 @@ class ExitsOptions(TrainOptions):  # type: ignore[misc, valid-type]
 
     after: list[str] | None = None
     head: Literal["linear", "mlp"] = "linear"
-    pool: int = Field(1, ge=1)
-    hidden: int = Field(128, ge=1)
+    pool: int = Field(1, ge=1, le=64)
+    hidden: int = Field(128, ge=1, le=1 << 16)
     freeze_backbone: bool = False
     criterion: Literal["max_prob", "entropy"] = "max_prob"
     calibration: Literal["geometric", "max_accuracy"] = "geometric"
-    budgets: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
-    select_budget: float = Field(0.5, gt=0)
-    timing_batch_size: int | None = Field(None, ge=1)
-    timing_rounds: int = Field(5, ge=1)
-    timing_threads: int | None = Field(None, ge=1)
+    budgets: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.25, 0.5, 0.75],
+                                                               max_length=100)
+    select_budget: float = Field(0.5, gt=0, le=1)
+    timing_batch_size: int | None = Field(None, ge=1, le=1 << 16)
+    timing_rounds: int = Field(5, ge=1, le=10_000)
+    timing_threads: int | None = Field(None, ge=1, le=1024)
 
 
 def _split_tensors(dataset: Any) -> tuple[Any, Any]:

@@ -36,8 +36,8 @@ class ExportOptions(Strict):
     name: str | None = None
     format: Literal["onnx"] = "onnx"
     int8: bool = False
-    calibration_batches: int = Field(8, ge=1)
-    opset: int = Field(17, ge=13)
+    calibration_batches: int = Field(8, ge=1, le=100_000)
+    opset: int = Field(17, ge=13, le=21)
 
 
 @STAGES.register("export")

@@ -10,7 +10,7 @@ checkpoint.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -28,9 +28,10 @@ class MixedPrecisionOptions(TrainOptions):  # type: ignore[misc, valid-type]
     """Budget and allocation settings, plus the QAT fine-tune's training overrides."""
 
     budget: float = Field(0.5, gt=0.0, le=1.0)
-    candidates: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 6, 8])
+    candidates: list[Annotated[int, Field(ge=1, le=16)]] = Field(default_factory=lambda: [1, 2, 3, 4, 6, 8],
+                                                                 min_length=1, max_length=16)
     metric: Literal["mse", "loss"] = "mse"
-    calibration_samples: int = Field(512, ge=8)
+    calibration_samples: int = Field(512, ge=8, le=1 << 20)
     act_bits: int | None = Field(8, ge=2, le=8)
 
 

@@ -32,7 +32,7 @@ class RetrainOptions(TrainOptions):
 
     init: Literal["rewind", "scratch"] = "scratch"
     budget: Literal["E", "B"] = "E"
-    cap: float = Field(2.0, ge=1.0)
+    cap: float = Field(2.0, ge=1.0, le=1000.0)
     hold_zeros: bool = True
 
 
