@@ -18,6 +18,12 @@ For every backend, :func:`bench_backends`
    speed drifts.
 
 Rows (one per backend x batch size x threads) have the keys of :data:`ROW_KEYS`.
+
+A timing whose p90 exceeds :data:`NOISE_LIMIT` (1.5) times its median is flagged
+``noisy = True`` (with ``p90_over_median``): on a shared machine something else took the cores
+during part of the run, and the median is less trustworthy than usual; rerun it, or compare
+only ratios from the same interleaved rounds (docs/measurement.md). :func:`format_rows`
+marks such rows ``NOISY`` in the terminal table.
 """
 
 from __future__ import annotations
@@ -38,10 +44,38 @@ from leandl.measure import compare_latency, measure_latency
 from leandl.measure._util import rebatch
 from leandl.registry import BACKENDS
 
-__all__ = ["bench_backends", "ROW_KEYS", "format_rows"]
+__all__ = ["bench_backends", "ROW_KEYS", "format_rows", "NOISE_LIMIT", "noise_fields", "summarize_times"]
 
 ROW_KEYS = ("backend", "batch_size", "threads", "status", "latency_ms", "p90_ms", "throughput", "size_bytes",
-            "max_abs_diff", "top1_agreement")
+            "max_abs_diff", "top1_agreement", "noisy", "p90_over_median", "note")
+NOISE_LIMIT = 1.5
+
+
+def noise_fields(median_ms: float, p90_ms: float, limit: float = NOISE_LIMIT) -> dict[str, Any]:
+    """``{"noisy": p90 > limit x median, "p90_over_median": p90 / median}`` of one timing."""
+    ratio = p90_ms / median_ms if median_ms > 0 else float("inf")
+    return {"noisy": bool(ratio > limit), "p90_over_median": ratio}
+
+
+def summarize_times(times_ms: Sequence[float], batch_size: int = 1, limit: float = NOISE_LIMIT) -> dict[str, Any]:
+    """Median, p90 (ms), throughput (samples/s) and the noise flag of raw per-call timings.
+
+    Args:
+        times_ms: wall time of each timed call (ms), >= 1 value.
+        batch_size: samples per call.
+        limit: p90 / median above which the timing is ``noisy``.
+    """
+    import statistics
+
+    from leandl.measure.latency import percentile
+
+    if not times_ms:
+        raise ValueError("summarize_times needs at least one timing")
+    median = statistics.median(times_ms)
+    p90 = percentile(list(times_ms), 90.0)
+    return {"latency_ms": median, "p90_ms": p90,
+            "throughput": batch_size / (median / 1000.0) if median > 0 else float("inf"),
+            **noise_fields(median, p90, limit)}
 
 
 def _reason(exc: BaseException) -> str:
@@ -165,12 +199,14 @@ def bench_backends(
                         rows.append(_row(name, bs, t, got, **bases[name]))
                     else:
                         rows.append(_row(name, bs, t, "ok", latency_ms=got.median_ms, p90_ms=got.p90_ms,
-                                         throughput=got.throughput_per_s, **bases[name]))
+                                         throughput=got.throughput_per_s, **noise_fields(got.median_ms, got.p90_ms),
+                                         **bases[name]))
     return rows
 
 
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:
-    """A plain-text table of bench rows (units in the header)."""
+    """A plain-text table of bench rows (units in the header); noisy timings are marked
+    ``NOISY (p90 = R x median)`` and explained under the table."""
 
     def f(v: Any, spec: str) -> str:
         return "-" if v is None else format(v, spec)
@@ -183,5 +219,15 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(f"{r['backend']:<26} {r['batch_size']:>5} {str(r['threads'] or '-'):>3} "
                      f"{f(r['latency_ms'], '.3f'):>10} {f(r['p90_ms'], '.3f'):>9} {f(r['throughput'], '.1f'):>10} "
                      f"{f(size, '.3f'):>8} {f(r['max_abs_diff'], '.2e'):>9} {f(r['top1_agreement'], '.3f'):>6}  "
-                     f"{r['status']}")
+                     f"{r['status']}{_noise_mark(r)}")
+    if any(r.get("noisy") for r in rows):
+        lines.append(f"NOISY: p90 > {NOISE_LIMIT:g} x median; the machine was busy during that timing, so its "
+                     "median is unreliable: rerun, or compare ratios measured in the same rounds.")
     return "\n".join(lines)
+
+
+def _noise_mark(row: dict[str, Any]) -> str:
+    if not row.get("noisy"):
+        return ""
+    ratio = row.get("p90_over_median")
+    return f", NOISY (p90 = {ratio:.1f}x median)" if isinstance(ratio, float) else ", NOISY"
