@@ -64,6 +64,15 @@ def test_dict_output_and_keyword_int_inputs_check_onnx(tmp_path) -> None:
     assert res.batch_size == 7
 
 
+def test_dynamo_exporter_takes_keyword_inputs_and_dict_outputs(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = DictNet().eval()
+    inputs = {"feats": torch.randn(4, 8), "ids": torch.randint(0, 20, (4, 6))}
+    path = export_onnx(net, inputs, tmp_path / "d.onnx", exporter="dynamo")
+    res = check_onnx(net, path, {"feats": torch.randn(7, 8), "ids": torch.randint(0, 20, (7, 9))})
+    assert set(res.outputs) == {"features", "logits"} and res.max_abs_diff < 1e-5
+
+
 def test_dataclass_output_tuple_inputs_with_a_constant(tmp_path) -> None:
     torch.manual_seed(0)
     net = DataclassNet().eval()

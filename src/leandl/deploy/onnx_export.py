@@ -95,10 +95,19 @@ def _export_legacy(model: nn.Module, args: tuple[Any, ...], path: Path, names: l
 
 def _export_dynamo(model: nn.Module, args: tuple[Any, ...], path: Path, names: list[str], out_names: list[str],
                    axes: dict[str, dict[int, str]] | None, opset: int) -> None:
+    shapes = None
+    if axes is not None:
+        # torch.export's own form, one entry per parameter of forward (its dynamic_axes
+        # conversion fails for the adapter's forward(*tensors)); dims with one name share a symbol
+        dims: dict[str, Any] = {}
+        shapes = tuple({d: dims.setdefault(label, torch.export.Dim(label, min=1)) for d, label in axes.get(n, {}).items()}
+                       or None for n in names)
+        if isinstance(model, ExportAdapter):
+            shapes = (shapes,)  # forward(*tensors): one entry holding the varargs' specs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, args, dynamo=True, opset_version=opset, input_names=names,
-                                    output_names=out_names, dynamic_axes=axes, verbose=False)
+                                    output_names=out_names, dynamic_shapes=shapes, verbose=False)
     if program is None:
         raise ModelError("the dynamo exporter returned no program", where=type(model).__name__)
     program.save(str(path))
