@@ -223,7 +223,7 @@ def export_onnx(
                 with torch.no_grad():
                     fn(target, args, path, names, out_names, axes, opset)
             except Exception as exc:  # exporter failures come in many types; all are reported
-                errors.append(f"{kind}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                errors.append(f"{kind}: {_exc_line(exc)}")
                 continue
             try:
                 validate_onnx(path, inputs)
@@ -238,6 +238,15 @@ def export_onnx(
         raise ort_error
     raise ModelError("ONNX export failed (" + "; ".join(errors) + ")", where=type(model).__name__,
                      fix="check that the model is traceable (no data-dependent Python control flow)")
+
+
+def _exc_line(exc: BaseException) -> str:
+    """``Type: first line`` of an exporter error; for the dynamo exporter's generic wrapper
+    ("Failed to export the model with torch.export ...") the cause's line, which says why."""
+    while exc.__cause__ is not None and str(exc).startswith("Failed to export the model"):
+        exc = exc.__cause__
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
 
 
 def _unique(names: list[str], taken: set[str]) -> list[str]:
