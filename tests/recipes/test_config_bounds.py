@@ -82,6 +82,13 @@ def test_bad_measure_value_fails_before_training(tmp_path):
     assert not out.exists()  # refused before the run directory, let alone a training stage
 
 
+@pytest.mark.parametrize("seed", [-1, 2**70])
+def test_bad_seed_argument_refused(tmp_path, seed):
+    with pytest.raises(ConfigError, match="--seed"):
+        leandl.run(fast_recipe(), out=tmp_path / "run", seed=seed)
+    assert not (tmp_path / "run").exists()
+
+
 def test_preflight_refuses_measure_batches_that_cannot_fit():
     r = load_recipe(_with("measure", "batch_sizes", [1, 65536]))
     with pytest.raises(ConfigError, match=r"measure\.batch_sizes\[1\]"):

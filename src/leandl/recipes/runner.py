@@ -33,7 +33,7 @@ from leandl.recipes.dist import DistInfo, dist_info, finish_dist
 from leandl.recipes.loader import load_recipe, recipe_to_dict, stage_options
 from leandl.recipes.measure_stage import measure_stage
 from leandl.recipes.preflight import check_device
-from leandl.errors import LeandlError, TrainingError
+from leandl.errors import ConfigError, LeandlError, TrainingError
 from leandl.recipes.rundir import (
     check_recipe,
     clear_run,
@@ -44,7 +44,7 @@ from leandl.recipes.rundir import (
     write_json,
     write_recipe,
 )
-from leandl.recipes.schema import Recipe
+from leandl.recipes.schema import MAX_SEED, Recipe
 from leandl.registry import STAGES
 from leandl.serialization import as_os_error, clean_stale
 from leandl.train.metrics_log import MetricsLogger
@@ -108,6 +108,8 @@ def run(recipe: str | Path | dict[str, Any] | Recipe, out: str | Path | None = N
         recipe = str(Path(out) / "recipe.yaml")
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"the seed must be an integer in [0, {MAX_SEED}], got {seed!r}", where="--seed")
         rec = rec.model_copy(update={"seed": seed})
     if dist.device is None:
         check_device(rec)
@@ -162,9 +164,9 @@ def _run_stages(rec: Recipe, out_dir: Path, resume: bool, dist: DistInfo) -> dic
     with stop_immediately():  # nothing to save yet: a signal stops at once, with a message
         data = _load_data(rec)
         preflight(rec, data)
-        ctx = RunContext(recipe=rec, out_dir=out_dir, data=data, model=build_model_checked(lambda: build_initial_model(rec, data), rec).to(device),
-                         device=device, logger=logger, resume=resume, rank=dist.rank,
-                         world_size=dist.world_size)
+        model = build_model_checked(lambda: build_initial_model(rec, data), rec).to(device)
+        ctx = RunContext(recipe=rec, out_dir=out_dir, data=data, model=model, device=device, logger=logger,
+                         resume=resume, rank=dist.rank, world_size=dist.world_size)
     logger.log({"event": "run_start", "recipe": rec.name, "resume": resume, "world_size": dist.world_size})
     with STOP_SIGNALS:
         for i, entry in enumerate(rec.stages):
