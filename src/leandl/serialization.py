@@ -31,7 +31,7 @@ __all__ = ["save_tree", "load_tree", "atomic_dir", "atomic_write_text", "fsync_d
 
 _TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-[0-9a-f]{8}$")
 _OLD_NAME = re.compile(r"^(?P<name>.+)\.old-[0-9a-f]{8}$")
-_OS_CODE = re.compile(r"code: (\d+)")
+_OS_CODE = re.compile(r"os error (\d+)|code: (\d+)")
 
 _T = "__tensor__"
 _INT_KEYS = "__int_keys__"
@@ -110,7 +110,7 @@ def as_os_error(exc: BaseException) -> OSError | None:
     if type(exc).__name__ == "SafetensorError":
         match = _OS_CODE.search(str(exc))
         if match:
-            code = int(match.group(1))
+            code = int(match.group(1) or match.group(2))
             return OSError(code, os.strerror(code))
         if "No space left" in str(exc) or "StorageFull" in str(exc):
             return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -86,3 +86,16 @@ def test_extract_onto_a_full_disk_is_a_data_error_and_leaves_nothing(small_tmpfs
     with pytest.raises(DataError, match="No space left on device"):
         safe_extract(arch, where / "out")
     assert list(where.iterdir()) == []
+
+
+def test_safetensor_error_is_read_for_its_errno() -> None:
+    from safetensors import SafetensorError
+
+    from leandl.serialization import as_os_error
+
+    for text, code in [("I/O error: No space left on device (os error 28)", 28),
+                       ("I/O error: Read-only file system (os error 30)", 30)]:
+        err = as_os_error(SafetensorError(f"Error while serializing: {text}"))
+        assert err is not None and err.errno == code
+    assert as_os_error(SafetensorError("header too large")) is None
+    assert as_os_error(ValueError("not a write")) is None
