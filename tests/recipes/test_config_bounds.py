@@ -49,6 +49,8 @@ BAD_STAGES = [
     {"kind": "exits", "hidden": 10**9},
     {"kind": "exits", "budgets": [-1.0]},
     {"kind": "mixed_precision", "candidates": [0]},
+    {"kind": "train", "lr": float("inf")},
+    {"kind": "train", "milestones": [0.7, 0.2]},
 ]
 
 

@@ -102,9 +102,13 @@ class TrainDefaults(Strict):
     @field_validator("milestones")
     @classmethod
     def _increasing(cls, value: list[float]) -> list[float]:
-        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
-            raise ValueError("milestones must be strictly increasing fractions of training in (0, 1)")
-        return value
+        return _check_milestones(value)
+
+
+def _check_milestones(value: list[float] | None) -> list[float] | None:
+    if value is not None and any(b <= a for a, b in zip(value, value[1:], strict=False)):
+        raise ValueError("milestones must be strictly increasing fractions of training in (0, 1)")
+    return value
 
 
 def _optional_fields(model: type[BaseModel]) -> dict[str, Any]:
@@ -116,7 +120,10 @@ def _optional_fields(model: type[BaseModel]) -> dict[str, Any]:
 
 
 # Every TrainDefaults field, optional (None = inherit): a stage overrides only what it names.
-TrainOverrides = create_model("TrainOverrides", __base__=Strict, **_optional_fields(TrainDefaults))
+TrainOverrides = create_model(
+    "TrainOverrides", __base__=Strict,
+    __validators__={"_increasing": field_validator("milestones")(lambda cls, v: _check_milestones(v))},
+    **_optional_fields(TrainDefaults))
 
 
 class MeasureConfig(Strict):
