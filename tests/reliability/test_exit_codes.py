@@ -120,3 +120,15 @@ def test_nproc_every_worker_fails(tmp_path) -> None:
                           "--nproc", "2"], env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode != 0, res.stderr
     assert "--nproc 2 failed" in res.stderr.strip().splitlines()[-1], res.stderr
+
+
+def test_sigterm_to_nproc_run_reaches_the_workers(tmp_path) -> None:
+    recipe = _recipe(tmp_path, defaults={"epochs": 200, "optimizer": "adam", "lr": 0.003, "progress": False})
+    out = tmp_path / "run"
+    proc = _leandl("run", str(recipe), "--out", str(out), "--nproc", "2")
+    _wait_for(lambda: (out / "stages" / "01-train" / "resume").is_dir(), proc, seconds=240)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("error: leandl run --nproc 2 was stopped by SIGTERM"), err
+    assert "no checkpoint directory" not in err

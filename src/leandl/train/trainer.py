@@ -358,6 +358,8 @@ class Trainer:
 
     def _interrupt(self, epoch: int, next_batch: int) -> None:
         where = self._save_resume(epoch, next_batch)
+        if where is None and self.run_dir is not None:  # another rank (rank 0) writes it
+            where = self.run_dir / "resume"
         self.logger.log({"event": "interrupted", "signal": self._signals.name, "epoch": epoch, "step": self.state.step})
         raise TrainingInterrupted(self._signals.name, self.state.step, where)
 
