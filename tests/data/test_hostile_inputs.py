@@ -137,3 +137,20 @@ def test_corrupt_zip_member_is_a_data_error(tmp_path):
     with pytest.raises(DataError):
         safe_extract(tmp_path / "z.zip", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ sizes in data options
+@pytest.mark.parametrize("name, options, field", [
+    ("synthetic", {"num_samples": 10**12}, "num_samples"),
+    ("synthetic", {"shape": [10**6, 10**6]}, "shape"),
+    ("synthetic", {"shape": [4096, 4096], "num_samples": 1000}, "shape"),
+    ("synthetic", {"num_classes": 10**9, "shape": [4]}, "num_classes"),
+    ("synthetic", {"num_samples": True}, "num_samples"),
+    ("mnist1d", {"num_samples": 10**12}, "num_samples"),
+    ("mnist1d", {"generator_seed": 2**40}, "generator_seed"),
+])
+def test_data_sizes_are_bounded_before_allocating(name, options, field):
+    from leandl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"data\.{field}"):
+        load_data(name, **options)

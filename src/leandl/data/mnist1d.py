@@ -71,8 +71,11 @@ def build_mnist1d(
         val_fraction: per-class share of train moved to val.
         generator_seed: seed of the generator (42 reproduces the published data set).
     """
-    if int(num_samples) < 100:
-        raise ConfigError(f"needs at least 100 samples, got {num_samples}", "data.num_samples")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 100 <= num_samples <= 1 << 22:
+        raise ConfigError(f"needs an integer number of samples in [100, {1 << 22}], got {num_samples!r}",
+                          "data.num_samples")
+    if isinstance(generator_seed, bool) or not isinstance(generator_seed, int) or not 0 <= generator_seed < 2**32:
+        raise ConfigError(f"needs an integer in [0, 2**32), got {generator_seed!r}", "data.generator_seed")
     vf = check_fraction("val_fraction", val_fraction)
     x, y, x_test, y_test = generate_mnist1d(int(num_samples), int(generator_seed))
     val_idx, train_idx = stratified_split(y, [vf], seed)

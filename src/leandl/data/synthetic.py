@@ -26,13 +26,23 @@ def teacher_labels(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
     return (x.reshape(x.shape[0], -1) @ weight.T + bias).argmax(dim=1)
 
 
-def _positive(name: str, value: int, low: int = 1) -> int:
+# Bounds that keep a typo from allocating terabytes: at most 2**24 samples per split, 2**24
+# values per sample, 2**16 classes and 8 GiB of float32 inputs in all.
+MAX_SAMPLES = 1 << 24
+MAX_FEATURES = 1 << 24
+MAX_CLASSES = 1 << 16
+MAX_BYTES = 8 << 30
+
+
+def _positive(name: str, value: int, low: int = 1, high: int = MAX_SAMPLES) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"expected an integer, got {value!r}", f"data.{name}")
     try:
         v = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"expected an integer, got {value!r}", f"data.{name}") from None
-    if v < low:
-        raise ConfigError(f"must be >= {low}, got {v}", f"data.{name}")
+    if v < low or v > high:
+        raise ConfigError(f"must be in [{low}, {high}], got {v}", f"data.{name}")
     return v
 
 
@@ -58,12 +68,17 @@ def build_synthetic(
     """
     if isinstance(shape, (int, str)) or not shape:
         raise ConfigError(f"expected a list of positive ints, got {shape!r}", "data.shape")
-    dims = tuple(_positive("shape", s) for s in shape)
-    k = _positive("num_classes", num_classes, 2)
+    dims = tuple(_positive("shape", s, high=MAX_FEATURES) for s in shape)
+    k = _positive("num_classes", num_classes, 2, MAX_CLASSES)
     sizes = {"train": _positive("num_samples", num_samples), "val": _positive("num_val", num_val),
              "test": _positive("num_test", num_test)}
-    g = torch.Generator().manual_seed(int(seed))
     d = math.prod(dims)
+    total = 4 * d * (sum(sizes.values()) + k)
+    if d > MAX_FEATURES or total > MAX_BYTES:
+        raise ConfigError(f"shape {list(dims)} x {sum(sizes.values())} samples needs {total / 2**30:.1f} GiB, "
+                          f"more than the {MAX_BYTES >> 30} GiB allowed", "data.shape",
+                          "use fewer samples or a smaller shape")
+    g = torch.Generator().manual_seed(_positive("seed", seed, 0, 2**63 - 1))
     weight = torch.randn(k, d, generator=g) / math.sqrt(d)
     bias = 0.1 * torch.randn(k, generator=g)
     splits = {}
