@@ -9,6 +9,7 @@ otherwise a table with units, batch sizes and thread counts.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["register", "parse_int_list", "profile_command"]
 
 _SHAPE_EXAMPLE = "--input-shape 1,3,32,32"
+_MAX_INPUT_BYTES = 4 << 30
 
 
 def parse_int_list(text: str, option: str, example: str, min_len: int = 1) -> list[int]:
@@ -118,6 +120,13 @@ def _profile(model: str, input_shape: str, batch_sizes: str, threads: Optional[i
         raise UsageError("need 1 <= --repeats <= 100000 and 0 <= --warmup <= 10000", where="--repeats/--warmup")
     if max(sizes) > 1 << 16 or len(sizes) > 32:
         raise UsageError(f"at most 32 batch sizes of at most {1 << 16}, got {batch_sizes}", where="--batch-sizes")
+    need = 4 * math.prod(shape[1:]) * max(max(sizes), shape[0])
+    if need > _MAX_INPUT_BYTES:
+        raise UsageError(f"the largest input batch needs {need / 2**30:.1f} GiB (float32), more than "
+                         f"{_MAX_INPUT_BYTES >> 30} GiB", where="--input-shape/--batch-sizes",
+                         fix="profile a smaller input or batch size")
+    if num_classes is not None and not 1 <= num_classes <= 1 << 20:
+        raise UsageError(f"num-classes must be in [1, {1 << 20}], got {num_classes}", where="--num-classes")
     net = _build_model(model, shape, num_classes, trust)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     result = profile(
