@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from leandl.errors import CheckpointError
-from leandl.serialization import atomic_dir, resolve_dir
+from leandl.serialization import as_os_error, atomic_dir, resolve_dir
 from leandl.spec import get_edits, get_spec, replay_edits
 
 __all__ = ["save", "load", "read_meta", "state_tensors", "FORMAT", "FORMAT_VERSION"]
@@ -112,7 +112,16 @@ def save(
     state = inner.state_dict()
     path = Path(path)
     with atomic_dir(path) as tmp:
-        save_file(state_tensors(inner), str(tmp / _WEIGHTS))
+        try:
+            save_file(state_tensors(inner), str(tmp / _WEIGHTS))
+        except Exception as exc:  # safetensors raises its own type for a failed write
+            os_err = as_os_error(exc)
+            if os_err is None:
+                raise
+            raise CheckpointError(f"could not write the weights ({os_err.strerror})",
+                                  where=str(path), fix="free disk space or choose another "
+                                                       "directory; the old checkpoint, if "
+                                                       "any, is untouched") from exc
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

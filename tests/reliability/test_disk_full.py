@@ -99,3 +99,14 @@ def test_safetensor_error_is_read_for_its_errno() -> None:
         assert err is not None and err.errno == code
     assert as_os_error(SafetensorError("header too large")) is None
     assert as_os_error(ValueError("not a write")) is None
+
+
+def test_checkpoint_save_on_a_full_disk_is_a_checkpoint_error(small_tmpfs) -> None:
+    import leandl
+    from leandl.errors import CheckpointError
+
+    where = small_tmpfs("1m")
+    model = leandl.create_model("mlp", num_classes=10, input_shape=(1, 8, 8), hidden=(512, 512))
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        leandl.save(model, where / "ck")  # ~1.1 MB of weights into 1 MiB
+    assert not (where / "ck").exists()

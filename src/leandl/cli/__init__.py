@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2  # bare `leandl` printed the help; click < 8.2 ends that with exit 0, newer with 2
     # Without standalone mode, ``raise typer.Exit(code)`` comes back as the return value;
     # commands themselves return None.
-    return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    if code == 130:
+        _print_error("interrupted")  # newer typer turns Ctrl-C into a silent 130
+    return code
 
 
 def _handle_exception(exc: Exception, debug: bool) -> int:
