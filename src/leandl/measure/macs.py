@@ -3,7 +3,9 @@
 Definition: the MACs of one forward pass at the given inputs are half the FLOPs that
 ``torch.utils.flop_counter.FlopCounterMode`` reports. That counter has formulas for matrix
 products and convolutions (``mm``, ``addmm``, ``bmm``, ``baddbmm``, ``convolution``,
-scaled-dot-product attention, ...), each counted as 2 FLOPs per multiply-accumulate, so
+scaled-dot-product attention, ...), each counted as 2 FLOPs per multiply-accumulate; leandl
+adds formulas for two fused CPU kernels the counter leaves at 0 (scaled-dot-product attention
+on CPU and ``nn.MultiheadAttention``'s inference path), so
 ``MACs = FLOPs / 2`` exactly. Bias additions, BatchNorm, pooling, activations and other
 elementwise operations are **not** counted (Torch-Pruning's counter, which counts BN and
 pooling, reports about 1.3 % more on a ResNet-56).
@@ -44,6 +46,36 @@ class MacCount:
         return 2 * self.total
 
 
+def _sdpa_cpu_flops(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
+    """CPU scaled-dot-product attention: QK^T and (softmax)V, 2 FLOPs per MAC."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
+def _mha_flops(query: Any, key: Any, value: Any, embed_dim: int, num_head: int, *args: Any,
+               **kwargs: Any) -> int:
+    """``nn.MultiheadAttention``'s fused inference kernel: q/k/v and output projections plus
+    attention over ``num_head`` heads of ``embed_dim // num_head``."""
+    b, lq, e = query
+    lk = key[-2]
+    proj = lq * e * e + 2 * lk * e * e + lq * e * embed_dim  # q, k, v, out
+    attn = 2 * lq * lk * embed_dim
+    return 2 * b * (proj + attn)
+
+
+def _custom_mapping() -> dict[Any, Any]:
+    """Formulas for fused CPU kernels ``FlopCounterMode`` has none for (counted as 0 before):
+    without them an eval-mode, no-grad count misses a transformer's attention."""
+    ops = torch.ops.aten
+    out: dict[Any, Any] = {}
+    if hasattr(ops, "_scaled_dot_product_flash_attention_for_cpu"):
+        out[ops._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flops
+    if hasattr(ops, "_native_multi_head_attention"):
+        out[ops._native_multi_head_attention] = _mha_flops
+    return out
+
+
 def count_macs(model: nn.Module, example_inputs: Any) -> MacCount:
     """Count the MACs of ``model(*example_inputs)`` with ``FlopCounterMode``.
 
@@ -63,7 +95,7 @@ def count_macs(model: nn.Module, example_inputs: Any) -> MacCount:
         >>> count_macs(nn.Conv2d(3, 8, 3, padding=1), torch.zeros(1, 3, 8, 8)).total
         13824
     """
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_custom_mapping())
     with eval_mode(model), torch.no_grad(), counter:
         if isinstance(example_inputs, dict):
             model(**example_inputs)

@@ -703,9 +703,9 @@ def _sdpa(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info
     other = [i for i in (iq, ik, iv) if i.view is not None and i.cdim != nd - 3]
     for i in other:
         g.mark(i.view, f"attention over a non-head dim at {where}")
-    # no MacTerm: PyTorch's FlopCounterMode (leandl's MAC counter) does not count the CPU
-    # attention kernel either, and estimates must match the counter
+    macs = float(q.shape[-2]) * k.shape[-2] * (q.shape[-1] + v.shape[-1]) * prod(q.shape[:-2])
     if not heads:
+        g.macs.append(MacTerm(macs, []))
         return [Info()]
     width = max(g.width(i.view) for i in heads)
     for i in heads[1:]:
@@ -718,6 +718,8 @@ def _sdpa(g: Graph, name: str, args: tuple, kwargs: dict, out: Any) -> list[Info
             base = [(s, r * (width // g.width(base))) for s, r in base]
         _tie(g, base, view, where)
     view = heads[0].view if iq.view is None or iq.cdim != nd - 3 else iq.view
+    g.macs.append(MacTerm(macs, [iq.view if iq.view is not None and iq.cdim == nd - 3
+                                 else view]))
     return [Info(view, o.dim() - 3)]
 
 
