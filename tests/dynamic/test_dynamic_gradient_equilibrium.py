@@ -93,3 +93,79 @@ def test_identity_blocks_get_mean_of_exit_gradients() -> None:
     outs = model(x)
     sum(z.pow(2).sum() for z in outs).backward()
     torch.testing.assert_close(x.grad, (per[0] + per[1] + per[2]) / 3, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- adaptive optimisers refused
+def _exit_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    return attach_exits(net, ["1", "3"], input_shape=(4,), layout="nc")
+
+
+def _one_step(ge: bool, opt_cls, **kw) -> torch.Tensor:
+    model = _exit_net()
+    model.gradient_equilibrium = ge
+    opt = opt_cls(model.parameters(), **kw)
+    torch.manual_seed(1)
+    x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    sum(torch.nn.functional.cross_entropy(z, y) for z in model(x)).backward()
+    opt.step()
+    return model.backbone[0].weight.detach().clone()
+
+
+def test_ge_is_a_constant_per_segment_scale_that_adam_removes() -> None:
+    """Why Adam is refused: GE changes the first segment's SGD step, not Adam's (step invariant)."""
+    sgd = [_one_step(ge, torch.optim.SGD, lr=0.1) for ge in (False, True)]
+    adam = [_one_step(ge, torch.optim.Adam, lr=0.01, eps=1e-12) for ge in (False, True)]
+    assert (sgd[0] - sgd[1]).abs().max() > 1e-4
+    torch.testing.assert_close(adam[0], adam[1], rtol=0, atol=1e-6)
+
+
+def test_trainer_with_adam_refuses_ge(blobs) -> None:
+    import pytest
+
+    from leandl.dynamic.gradient_equilibrium import GradientEquilibrium
+    from leandl.errors import ConfigError
+    from leandl.train import TrainConfig, Trainer
+
+    train, val = blobs
+    model = _exit_net()
+    cfg = TrainConfig(epochs=1, batch_size=32, progress=False, checkpoint_every=0, optimizer="adam", lr=0.01)
+    with pytest.raises(ConfigError, match="optimizer"):
+        Trainer(model, cfg, train_data=train, val_data=val, num_classes=3,
+                techniques=[GradientEquilibrium()]).fit()
+    assert model.gradient_equilibrium is False
+
+
+def _recipe(stage: dict, optimizer: str = "adam") -> dict:
+    return {"name": "t", "model": {"name": "mlp"}, "data": {"name": "digits"},
+            "defaults": {"optimizer": optimizer}, "stages": [{"kind": "train"}, stage]}
+
+
+def test_recipe_validation_names_the_optimizer_field() -> None:
+    import pytest
+
+    from leandl.errors import ConfigError
+    from leandl.recipes.loader import parse_recipe
+
+    ge = {"name": "gradient_equilibrium"}
+    with pytest.raises(ConfigError) as exc:
+        parse_recipe(_recipe({"kind": "exits", "techniques": [ge]}))
+    assert "defaults.optimizer" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        parse_recipe(_recipe({"kind": "exits", "optimizer": "adamw", "techniques": [ge]}, "sgd"))
+    assert "stages[1].optimizer" in str(exc.value)
+    parse_recipe(_recipe({"kind": "exits", "techniques": [ge]}, "sgd"))
+    parse_recipe(_recipe({"kind": "exits", "optimizer": "sgd", "techniques": [ge]}))
+
+
+def test_exit_techniques_refused_outside_exits_stages() -> None:
+    import pytest
+
+    from leandl.errors import ConfigError
+    from leandl.recipes.loader import parse_recipe
+
+    for name in ("gradient_equilibrium", "one_for_all_kd", "inline_collaboration", "exit_loss_weights"):
+        with pytest.raises(ConfigError) as exc:
+            parse_recipe(_recipe({"kind": "train", "techniques": [{"name": name}]}, "sgd"))
+        assert "stages[1].techniques[0]" in str(exc.value) and "exits" in str(exc.value)

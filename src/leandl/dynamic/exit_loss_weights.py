@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from leandl.dynamic._exits_only import ExitsOnly
 from leandl.registry import TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
@@ -42,7 +43,7 @@ def sdn_weights(progress: float, depths: list[float]) -> list[float]:
 
 
 @TECHNIQUES.register("exit_loss_weights")
-class ExitLossWeights(Technique):
+class ExitLossWeights(ExitsOnly, Technique):
     """Per-exit loss weights for multi-exit training (constant or the SDN ramp, arXiv 1810.07052).
 
     Args:

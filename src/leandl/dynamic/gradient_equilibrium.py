@@ -11,8 +11,17 @@ How (IMTA's code): an identity autograd function ``GR(x, w)`` whose backward mul
 0-indexed, after segment k: ``x = GR(x, 1/(K-k)); z_k = exit_k(x); x = GR(x, K-k-1)``. Exit
 heads' own parameter gradients are unchanged (GR is the identity in the forward pass).
 
-When: multi-exit training from scratch (or fine-tuning the backbone with exits). With a frozen
-backbone it has nothing to do.
+When: multi-exit training from scratch (or fine-tuning the backbone with exits) with SGD. With a
+frozen backbone it has nothing to do.
+
+Adaptive optimisers are refused: unrolled, GE multiplies *every* gradient reaching segment k
+(0-indexed) by the same scalar ``1 / (K - k)`` (the k-th segment receives
+``(1/(K-k)) sum_{j>=k} g_j`` instead of the sum), i.e. it is a per-segment step-size change
+under SGD. Adam/AdamW divide each parameter's step by its running gradient RMS, which removes
+any constant gradient scale exactly (up to ``eps``): the optimiser already does what GE does
+for the magnitude imbalance, and GE becomes a silent no-op. ``optimizer: adam|adamw`` with
+this technique is therefore a :class:`ConfigError` naming the recipe field (at recipe
+validation and again when training starts).
 
 Cost: two identity ops per exit; no extra memory.
 
@@ -32,12 +41,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from leandl.errors import ModelError
+from leandl.dynamic._exits_only import ExitsOnly
+from leandl.errors import ConfigError, ModelError
 from leandl.registry import TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
-__all__ = ["GradientRescale", "gradient_rescale", "equilibrium_factors", "GradientEquilibrium"]
+__all__ = ["GradientRescale", "gradient_rescale", "equilibrium_factors", "GradientEquilibrium",
+           "ADAPTIVE_OPTIMIZERS"]
+
+# optimisers whose step is invariant to a constant rescale of a parameter's gradient
+ADAPTIVE_OPTIMIZERS: tuple[type[torch.optim.Optimizer], ...] = (
+    torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam, torch.optim.RAdam,
+    torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adadelta)
+_ADAPTIVE_NAMES = ("adam", "adamw")
+_WHY = ("gradient_equilibrium rescales each backbone segment's gradient by a constant, which an "
+        "adaptive optimiser normalises away (the technique would silently do nothing)")
 
 
 class GradientRescale(torch.autograd.Function):
@@ -80,13 +99,25 @@ def equilibrium_factors(num_exits: int) -> list[tuple[float, float]]:
 
 
 @TECHNIQUES.register("gradient_equilibrium")
-class GradientEquilibrium(Technique):
-    """IMTA gradient equilibrium: each block receives the mean of its exits' gradients (arXiv 1908.09294)."""
+class GradientEquilibrium(ExitsOnly, Technique):
+    """IMTA gradient equilibrium: each block receives the mean of its exits' gradients (arXiv 1908.09294; SGD only)."""
 
     name = "gradient_equilibrium"
 
     def __init__(self) -> None:
         self._model: Any = None
+        self._checked = False
+
+    @classmethod
+    def check_stage(cls, kind: str, options: Any, recipe: Any, where: str) -> None:
+        """Only in an ``exits`` stage, and only with ``optimizer: sgd`` (stage or ``defaults``)."""
+        super().check_stage(kind, options, recipe, where)
+        own = getattr(options, "optimizer", None)
+        opt = own or getattr(getattr(recipe, "defaults", None), "optimizer", None)
+        if opt in _ADAPTIVE_NAMES:
+            field = f"{where.rsplit('.techniques', 1)[0]}.optimizer" if own else "defaults.optimizer"
+            raise ConfigError(f"{_WHY}; optimizer is '{opt}'", where=field,
+                              fix="set `optimizer: sgd` in this exits stage, or drop gradient_equilibrium")
 
     def fit_start(self, state: State) -> None:
         """Switch the multi-exit model's gradient rescaling on."""
@@ -96,6 +127,14 @@ class GradientEquilibrium(Technique):
                              fix="attach exits first (leandl.dynamic.attach_exits or the 'exits' stage)")
         model.gradient_equilibrium = True
         self._model = model
+
+    def epoch_start(self, state: State) -> None:
+        """Refuse an adaptive optimiser (it exists only after ``fit_start``)."""
+        if not self._checked and isinstance(state.optimizer, ADAPTIVE_OPTIMIZERS):
+            self.fit_end(state)
+            raise ConfigError(f"{_WHY}; optimizer is {type(state.optimizer).__name__}",
+                              where="optimizer", fix="train with SGD, or drop gradient_equilibrium")
+        self._checked = True
 
     def fit_end(self, state: State) -> None:
         """Switch it off again (inference and later stages see a plain model)."""

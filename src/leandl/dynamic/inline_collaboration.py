@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from leandl.dynamic.multi_exit import add_inline_links_
+from leandl.dynamic._exits_only import ExitsOnly
 from leandl.registry import TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
@@ -34,7 +35,7 @@ __all__ = ["InlineCollaboration"]
 
 
 @TECHNIQUES.register("inline_collaboration")
-class InlineCollaboration(Technique):
+class InlineCollaboration(ExitsOnly, Technique):
     """IMTA inline subnetwork collaboration: exit k also reads exit k-1's logits (arXiv 1908.09294).
 
     Args:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from leandl.distill.kd import kd_loss
+from leandl.dynamic._exits_only import ExitsOnly
 from leandl.registry import TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
@@ -58,7 +59,7 @@ def one_for_all_kd_loss(logits: list[Tensor], targets: Tensor, gamma: float = 0.
 
 
 @TECHNIQUES.register("one_for_all_kd")
-class OneForAllKD(Technique):
+class OneForAllKD(ExitsOnly, Technique):
     """IMTA one-for-all KD: the last exit distils into every earlier exit (arXiv 1908.09294).
 
     Args:

@@ -197,7 +197,10 @@ def parse_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
         opts = stage_options(recipe, i, source)
         for j, tech in enumerate(getattr(opts, "techniques", None) or []):
             try:
-                check_technique(tech, f"stages[{i}].techniques[{j}]")
+                cls, _ = check_technique(tech, f"stages[{i}].techniques[{j}]")
+                check_stage = getattr(cls, "check_stage", None)  # e.g. early exits: exits stages only
+                if check_stage is not None:
+                    check_stage(recipe.stages[i].kind, opts, recipe, f"stages[{i}].techniques[{j}]")
             except ConfigError as exc:
                 raise ConfigError(exc.what, where=f"{source}: {exc.where}" if exc.where else source,
                                   fix=exc.fix) from None
