@@ -35,3 +35,29 @@ def test_ticket_stops_dense_training_and_reports_macs_saved() -> None:
     assert s["early_bird_train_macs_per_epoch"] == 3 * fwd * 16
     kept = s["early_bird_keep"]
     assert set(kept) <= {"3"} and all(len(v) >= 1 for v in kept.values())
+
+
+def test_low_precision_search_runs_the_forward_in_bf16() -> None:
+    from leandl.train import Technique
+
+    class Dtype(Technique):
+        name = "dtype"
+        order = 100
+
+        def __init__(self) -> None:
+            self.seen: set[torch.dtype] = set()
+
+        def after_forward(self, state) -> None:
+            self.seen.add(state.outputs.dtype)
+
+    from leandl.train import TrainConfig, Trainer
+    from tests.prune.test_schedules_agp import _Data
+
+    rec = Dtype()
+    eb = EarlyBird(ratio=0.5, queue=3, epsilon=0.1, precision="bf16")
+    cfg = TrainConfig(epochs=2, batch_size=8, progress=False, checkpoint_every=0, lr=0.01)
+    res = Trainer(_net(), cfg, train_data=_Data(), val_data=_Data(8), num_classes=3, techniques=[eb, rec]).fit()
+    assert rec.seen == {torch.bfloat16} and res.metrics["early_bird_precision"] == "bf16"
+    assert len(res.metrics["early_bird_keep"]) >= 1
+    with pytest.raises(ValueError, match="precision"):
+        EarlyBird(precision="int8")

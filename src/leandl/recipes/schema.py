@@ -98,6 +98,7 @@ class TrainDefaults(Strict):
     log_every: int = Field(50, ge=0)
     checkpoint_every: int = Field(1, ge=0)
     progress: bool = True
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
     @field_validator("milestones")
     @classmethod

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class TrainConfig:
         progress: show a progress bar.
         log_every: write a step record to metrics.jsonl every N steps.
         checkpoint_every: write resume state every N epochs (0 = never).
+        precision: ``fp32`` (default), ``bf16`` or ``fp16``: the forward pass and the loss run under
+            ``torch.autocast`` with that dtype (weights, gradients and the optimizer stay fp32);
+            ``fp16`` adds dynamic loss scaling (``torch.amp.GradScaler``) that skips steps whose
+            gradients overflow. Evaluation runs in fp32.
     """
 
     epochs: int = 10
@@ -55,6 +60,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 1
     num_workers: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         checks = [
@@ -69,6 +75,7 @@ class TrainConfig:
             (self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0"),
             (self.on_nan in ("stop", "skip_batch"), "on_nan must be 'stop' or 'skip_batch'"),
             (self.eval_every >= 1, "eval_every must be >= 1"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}"),
         ]
         for ok, msg in checks:
             if not ok:

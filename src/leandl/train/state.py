@@ -61,6 +61,9 @@ class State:
     eval_fn: Callable[[nn.Module], dict[str, Any]] | None = None
     rank: int = 0
     world_size: int = 1
+    # autocast dtype of the forward and loss: "fp32", "bf16" or "fp16"; set from the config before
+    # fit_start, a technique may change it there (early-bird's low-precision search)
+    precision: str = "fp32"
 
     @property
     def max_steps(self) -> int:

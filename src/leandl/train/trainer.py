@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from leandl.errors import TrainingError
+from leandl.train.amp import AmpContext
 from leandl.serialization import as_os_error
 from leandl.train.config import TrainConfig
 from leandl.train.evaluate import evaluate
@@ -92,6 +93,7 @@ class Trainer:
         self._best: dict[str, Any] = {"accuracy": -math.inf, "epoch": -1, "weights": None}
         self._nan_skips = 0
         self._signals = STOP_SIGNALS
+        self.amp = AmpContext("fp32", self.device)
 
     # ---------------------------------------------------------------- loaders and eval
     def _loader(self, dataset: Any, train: bool, epoch: int) -> Any:
@@ -115,7 +117,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         st.train_loader = self._loader(self.train_data, True, 0)
         st.steps_per_epoch = max(1, len(st.train_loader))
+        st.precision = cfg.precision
         self.engine.run(Event.FIT_START, st)
+        self.amp = AmpContext(st.precision, self.device)  # a technique may have changed the precision
         st.optimizer = build_optimizer(st.model, cfg)
         st.loss_fn = st.loss_fn or soft_cross_entropy
         self._base_lrs = [g["lr"] for g in st.optimizer.param_groups]
@@ -145,7 +149,7 @@ class Trainer:
             "techniques": [t.state_dict() for t in self.engine.techniques],
             "rng": rng_state(), "counters": dict(st.counters), "history": self.history,
             "best": {k: v for k, v in self._best.items() if v is not None},
-            "metrics": dict(st.metrics), "nan_skips": self._nan_skips,
+            "metrics": dict(st.metrics), "nan_skips": self._nan_skips, "amp": self.amp.state_dict(),
         }
 
     def _save_resume(self, epoch: int, batch_index: int) -> Path | None:
@@ -188,6 +192,8 @@ class Trainer:
         self.history = list(tree["history"])
         self._best.update(tree["best"])
         self._nan_skips = int(tree["nan_skips"])
+        if "amp" in tree:
+            self.amp.load_state_dict(tree["amp"])
         self._resume_batch = int(tree["batch_index"])
         self.logger.log({"event": "resumed", "epoch": int(tree["epoch"]), "step": st.step})
         return int(tree["epoch"])
@@ -291,11 +297,12 @@ class Trainer:
             eng.run(Event.BATCH_END, st)
             return None
         saved = self._buffers() if self.cfg.on_nan == "skip_batch" else None
-        st.outputs = self._fwd(x)
-        eng.run(Event.AFTER_FORWARD, st)
-        eng.run(Event.BEFORE_LOSS, st)
-        st.loss = self._reduce_loss()
-        eng.run(Event.AFTER_LOSS, st)
+        with self.amp.autocast():  # fp32: a no-op; bf16/fp16: low-precision forward and loss
+            st.outputs = self._fwd(x)
+            eng.run(Event.AFTER_FORWARD, st)
+            eng.run(Event.BEFORE_LOSS, st)
+            st.loss = self._reduce_loss()
+            eng.run(Event.AFTER_LOSS, st)
         if not bool(torch.isfinite(st.loss)):
             self._non_finite()
             if saved is not None:  # the skipped batch's forward must not leave NaN running statistics
@@ -303,12 +310,13 @@ class Trainer:
             eng.run(Event.BATCH_END, st)
             return None
         st.optimizer.zero_grad(set_to_none=True)
-        st.loss.backward()
+        self.amp.backward(st.loss, st.optimizer)  # fp16: scaled backward, then unscaled gradients
         eng.run(Event.AFTER_BACKWARD, st)
         if self.cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(st.model.parameters(), self.cfg.grad_clip)
         eng.run(Event.BEFORE_STEP, st)
-        st.optimizer.step()
+        if not self.amp.step(st.optimizer):  # fp16: a step with inf/NaN gradients is skipped
+            st.count("amp_steps_skipped", 1)
         eng.run(Event.AFTER_STEP, st)
         eng.run(Event.BATCH_END, st)
         pred = st.final_outputs
@@ -385,6 +393,8 @@ class Trainer:
                                    "best_epoch": self._best["epoch"], **st.counters}
         if self.history:
             metrics["train_accuracy"] = self.history[-1].get("train_accuracy")
+        if self.amp.enabled:
+            metrics.update({"precision": self.amp.precision, "amp_loss_scale": self.amp.scale})
         for tech in self.engine.techniques:
             metrics.update(tech.summary())
         st.model.eval()

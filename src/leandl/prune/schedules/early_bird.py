@@ -24,6 +24,12 @@ layers and the ``l1_bn`` sparsity technique (s = 1e-4) to separate the gammas; g
 without BatchNorm are not part of the mask. The distance is global, so small layers barely
 count (paper's pitfall). A ticket found at the very first full FIFO means the masks were
 stable from the start (e.g. a pretrained network): check the ratio is what you want.
+
+Low-precision search ("EB Train LL"): the paper also searches with 8-bit SWALP training.
+``precision: bf16`` (or ``fp16``) runs the dense search stage under mixed-precision autocast
+(:mod:`leandl.train.amp`) whatever the stage's own ``precision`` says; the mask is still taken
+from the fp32 BN gammas. This is a substitution: bf16/fp16 autocast, not SWALP's 8-bit
+block-floating-point weights, activations and gradients with stochastic rounding.
 Paper: You et al., "Drawing Early-Bird Tickets: Towards More Efficient Training of Deep
 Networks", ICLR 2020, arXiv 1909.11957.
 """
@@ -88,7 +94,12 @@ class EarlyBird(Technique):
     order = 60  # after the l1_bn subgradient and any weight averaging
 
     def __init__(self, ratio: float = 0.5, queue: int = 5, epsilon: float = 0.1, stop: bool = True,
-                 ignored_layers: list[str] | None = None) -> None:
+                 ignored_layers: list[str] | None = None, precision: str | None = None) -> None:
+        from leandl.train.config import PRECISIONS
+
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} or null, got {precision!r}")
+        self.precision = precision
         M.check_fraction("ratio", ratio)
         M.check_fraction("epsilon", epsilon, high_open=False)
         if queue < 2:
@@ -109,6 +120,8 @@ class EarlyBird(Technique):
         from leandl.measure import count_macs
         from leandl.prune.schedules._defaults import default_ignored
 
+        if self.precision is not None:
+            state.precision = self.precision  # the trainer builds its autocast after fit_start
         example = M.example_batch(state)
         ignored = self.ignored if self.ignored is not None else default_ignored(state.model)
         groups = M.discover_groups(state.model, example, ignored)
@@ -164,6 +177,7 @@ class EarlyBird(Technique):
         kept = sum(int(m.sum()) for m in self.ticket.values())
         return {
             "early_bird_found": self.found_epoch is not None,
+            "early_bird_precision": self.precision or "stage",
             "early_bird_epoch": self.found_epoch,
             "early_bird_keep": M.keep_indices(self.ticket),
             "early_bird_channels_kept": kept, "early_bird_channels": total,
