@@ -111,9 +111,28 @@ def test_di_matches_the_closed_form_and_prefers_a_separating_channel() -> None:
     yc = yo - yo.mean(0)
     kinv = torch.linalg.inv(xc @ xc.T + 0.1 * torch.eye(8, dtype=torch.float64))
     a = kinv @ yc @ yc.T @ kinv
-    by_hand = torch.stack([(2 * (a * torch.outer(xc[:, c], xc[:, c])).sum()).abs() for c in range(2)])
+    by_hand = torch.stack([(2 * 0.1 * (a * torch.outer(xc[:, c], xc[:, c])).sum()).abs() for c in range(2)])
     torch.testing.assert_close(imp, by_hand, rtol=1e-6, atol=1e-9)
     assert imp[0] > imp[1]
+
+
+def test_di_by_hand_two_samples_and_rises_with_separation() -> None:
+    """x = (+a, -a), labels (0, 1): Yc columns are +-v/sqrt2 with K v = 2a^2 v, so DI = 2a^2/(2a^2+rho)."""
+    from leandl.prune.criteria.di import discriminant_information
+
+    y = torch.tensor([0, 1])
+    for a, rho in ((1.0, 0.5), (0.3, 0.1), (2.0, 0.1)):
+        x = torch.tensor([[a], [-a]], dtype=torch.float64)
+        want = 2 * a * a / (2 * a * a + rho)
+        assert abs(float(discriminant_information(x, y, 2, rho)) - want) < 1e-12
+    # more separated classes, same noise -> higher DI; adding a channel never lowers it
+    gen = torch.Generator().manual_seed(0)
+    y8 = torch.arange(40) % 2
+    noise = torch.randn(40, 2, generator=gen)
+    di = [float(discriminant_information(noise[:, :1] + s * y8[:, None], y8, 2)) for s in (0.0, 0.5, 2.0)]
+    assert di[0] < di[1] < di[2] <= 1.0 * 20 * 2 * 0.25 * 2
+    both = float(discriminant_information(torch.cat([noise[:, :1] + 0.5 * y8[:, None], noise[:, 1:]], 1), y8, 2))
+    assert both >= di[1] - 1e-12
 
 
 def test_di_criterion_runs_on_a_group() -> None:

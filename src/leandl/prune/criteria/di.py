@@ -1,14 +1,24 @@
 """Discriminant-information (DI) channel importance (Hou & Kung, ICPR 2020).
 
 For a batch of a group's feature maps flattened to :math:`X \\in R^{B \\times D}` (column-centred
-:math:`\\bar X`) and centred one-hot labels :math:`\\bar Y`, the kernel form of DI is
+:math:`\\bar X`) and centred one-hot labels :math:`\\bar Y`, DI is the ridge-regularised Fisher
+ratio :math:`\\mathrm{tr}[(\\bar X^\\top \\bar X + \\rho I_D)^{-1} \\bar X^\\top \\bar Y \\bar Y^\\top \\bar X]`
+(between-class scatter over regularised total scatter). With :math:`K = \\bar X \\bar X^\\top`
+its kernel form is
 
-.. math:: DI = \\mathrm{tr}\\big[\\bar Y \\bar Y^\\top (\\bar X \\bar X^\\top + \\rho I_B)^{-1}\\big],
+.. math:: DI = \\mathrm{tr}\\big[\\bar Y^\\top K (K + \\rho I_B)^{-1} \\bar Y\\big]
+             = \\mathrm{tr}(\\bar Y^\\top \\bar Y) - \\rho\\,\\mathrm{tr}\\big[\\bar Y^\\top (K + \\rho I_B)^{-1} \\bar Y\\big],
 
-a ridge-regularised Fisher criterion (it never decreases when channels are added). Unit c is
-scored by the first-order "differential DI": multiply its maps by a mask :math:`m_c = 1` and
-take :math:`|\\partial DI / \\partial m_c|` summed over batches; analytically
-:math:`\\partial DI/\\partial m_c = -2\\,\\mathrm{tr}(K^{-1}\\bar Y\\bar Y^\\top K^{-1} \\bar X_c \\bar X_c^\\top)`.
+which grows with discriminability (features that separate the classes more, relative to
+:math:`\\rho`) and never decreases when channels are added; it is bounded by
+:math:`\\mathrm{tr}(\\bar Y^\\top \\bar Y)`. The reference code's kernel expression is the
+second trace alone, which *falls* as discriminability rises (leandl returned it until issue 20);
+its ``|dDI/dm_c|`` differs from the primal DI's only by the constant factor rho, so channel
+rankings are the same either way. Unit c is scored by
+the first-order "differential DI": multiply its maps by a mask :math:`m_c = 1` and take
+:math:`|\\partial DI / \\partial m_c|` summed over batches; analytically
+:math:`\\partial DI/\\partial m_c = 2\\rho\\,\\mathrm{tr}(M^{-1}\\bar Y\\bar Y^\\top M^{-1} \\bar X_c \\bar X_c^\\top)`
+with :math:`M = K + \\rho I_B`.
 
 Defaults: rho = 0.1 (reference code), float64 solves. Needs labels and a few batches of a few
 dozen samples or more (the inverse is unstable for tiny B). The feature map is the output of
@@ -36,13 +46,19 @@ _MATMUL = (nn.modules.conv._ConvNd, nn.Linear)
 
 def discriminant_information(x: torch.Tensor, y: torch.Tensor, num_classes: int,
                              rho: float = 0.1) -> torch.Tensor:
-    """Kernel-form DI of features ``x`` (B, D) with integer labels ``y`` (B,)."""
+    """Kernel-form DI of features ``x`` (B, D) with integer labels ``y`` (B,); higher = more discriminant.
+
+    Example (two samples, one feature ``+-a``: ``DI = 2a^2 / (2a^2 + rho)``):
+        >>> x, y = torch.tensor([[1.0], [-1.0]]), torch.tensor([0, 1])
+        >>> round(float(discriminant_information(x, y, 2, rho=0.5)), 4)
+        0.8
+    """
     x = x.double()
     xc = x - x.mean(0, keepdim=True)
     yo = F.one_hot(y.long(), num_classes).double()
     yc = yo - yo.mean(0, keepdim=True)
     k = xc @ xc.T + rho * torch.eye(x.shape[0], dtype=x.dtype)
-    return (yc * torch.linalg.solve(k, yc)).sum()
+    return (yc * yc).sum() - rho * (yc * torch.linalg.solve(k, yc)).sum()
 
 
 def di_importance(units: torch.Tensor, y: torch.Tensor, num_classes: int,
