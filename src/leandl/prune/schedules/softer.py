@@ -1,0 +1,122 @@
+"""SofteR Filter Pruning (SRFP) and its asymptotic variant (ASRFP).
+
+What: SFP (:mod:`leandl.prune.schedules.soft`) zeroes the selected low-norm filters after every
+epoch. SRFP instead *decays* them: after epoch ``t`` of ``T`` the filters selected for pruning are
+multiplied by a factor ``alpha_t`` that falls monotonically from 1 to 0,
+
+    W[pruned] <- alpha_t * W[pruned],   alpha_t = 1 - t / T            (``decay: linear``)
+                                        alpha_t = (1 + cos(pi t / T)) / 2 (``decay: cosine``)
+
+so what a pruned filter learned fades out gradually instead of vanishing at once; the
+selected filters keep receiving gradients and may be re-selected as kept (as in SFP). At
+``t = T`` the factor is 0, the pruned filters are exactly zero, BN scale and shift of those
+channels are zeroed too and the channels are removed physically (SFP's export). The paper
+shows the decay acts like an L2 penalty on the pruned filters whose strength grows over
+training (incremental regularisation): multiplying by ``alpha`` equals one gradient step of
+``lambda/2 ||W||^2`` with ``lr * lambda = 1 - alpha``. ASRFP (``asymptotic: true``) uses ASFP's
+growing pruning rate ``P'(t) = a e^{-kt} + b`` (see :func:`~leandl.prune.schedules.soft.asfp_constants`).
+
+The decay schedule is an implementation choice of this library (the paper fixes only "a
+monotonically decreasing factor"); ``linear`` is the default.
+
+When: training from scratch (or fine-tuning) to a fixed per-layer channel ratio, as SFP.
+Cost: one criterion pass per epoch; convergence is slower than SFP's (the paper's caveat).
+Hyper-parameters: ``ratio`` (fraction of units pruned per group), ``decay`` (``linear`` or
+``cosine``), ``asymptotic`` (ASRFP), ``criterion`` (``l2``), ``every`` (epochs between
+selections). Interactions: as SFP; do not combine with another pruning schedule.
+Paper: Cai, An, Yang, Xu, "Softer Pruning, Incremental Regularization", ICPR 2020, arXiv 2010.09498.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from leandl.prune.schedules import _masks as M
+from leandl.prune.schedules.soft import SoftPruning
+from leandl.registry import TECHNIQUES
+from leandl.train.state import State
+
+__all__ = ["decay_factor", "scale_filters_", "SofterPruning"]
+
+DECAYS = ("linear", "cosine")
+
+
+def decay_factor(epoch: float, total_epochs: float, decay: str = "linear") -> float:
+    """``alpha_t`` after ``epoch`` of ``total_epochs`` completed epochs: 1 at t = 0, 0 at t = T."""
+    if total_epochs <= 0:
+        raise ValueError(f"total_epochs must be > 0, got {total_epochs}")
+    if decay not in DECAYS:
+        raise ValueError(f"decay must be one of {DECAYS}, got {decay!r}")
+    t = min(max(epoch / total_epochs, 0.0), 1.0)
+    return 1.0 - t if decay == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@torch.no_grad()
+def scale_filters_(model: nn.Module, groups: Sequence[Any], masks: dict[str, Tensor], alpha: float) -> None:
+    """Multiply the conv/linear weights and biases producing each group's pruned units by ``alpha``.
+
+    Norm layers are left alone, as in :func:`~leandl.prune.schedules._masks.zero_filters_`.
+    """
+    from leandl.prune.groups import unit_indices
+
+    for g in groups:
+        m = masks.get(g.name)
+        if m is None or bool(m.all()):
+            continue
+        units = (~m).nonzero().flatten()
+        for mod_name, pname, dim, off, r in g.slices("producers"):
+            mod = model.get_submodule(mod_name) if mod_name else model
+            if isinstance(mod, (nn.modules.conv._ConvNd, nn.Linear)) and pname in ("weight", "bias"):
+                t = getattr(mod, pname)
+                if t is not None:
+                    idx = unit_indices(units, off, r).to(t.device)
+                    t.index_copy_(dim, idx, t.index_select(dim, idx) * alpha)
+
+
+@TECHNIQUES.register("softer_pruning")
+class SofterPruning(SoftPruning):
+    """SRFP/ASRFP: decay low-norm filters by a shrinking factor each epoch, remove at the end (arXiv 2010.09498)."""
+
+    name = "softer_pruning"
+
+    def __init__(self, ratio: float = 0.3, decay: Literal["linear", "cosine"] = "linear", criterion: str = "l2",
+                 asymptotic: bool = False, every: int = 1, scope: Literal["layerwise", "global"] = "layerwise",
+                 max_ratio: float = 0.9, ignored_layers: list[str] | None = None, remove: bool = True) -> None:
+        if decay not in DECAYS:
+            raise ValueError(f"decay must be one of {DECAYS}, got {decay!r}")
+        super().__init__(ratio=ratio, criterion=criterion, asymptotic=asymptotic, every=every, scope=scope,
+                         max_ratio=max_ratio, ignored_layers=ignored_layers, remove=remove)
+        self.decay = decay
+        self.alphas: list[tuple[int, float]] = []
+
+    def _select(self, state: State, epoch: int) -> None:
+        rate = self.rate_at(epoch)
+        scores = M.criterion_scores(state.model, self._groups, self.criterion)
+        new = M.masks_from_scores(scores, M.prune_counts(scores, rate, self.scope, self.max_ratio))
+        if self.masks:
+            self.recovered += sum(int((new[k] & ~self.masks[k]).sum()) for k in new if k in self.masks)
+        self.masks = new
+        self.rates.append((epoch, rate))
+        alpha = decay_factor(epoch, self._epochs, self.decay)
+        self.alphas.append((epoch, alpha))
+        scale_filters_(state.model, self._groups, self.masks, alpha)
+
+    def fit_end(self, state: State) -> None:
+        if not self.alphas or self.alphas[-1][0] != self._epochs:  # the last selection must use alpha = 0
+            self._select(state, self._epochs)
+        super().fit_end(state)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "alphas": list(self.alphas)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.alphas = [tuple(a) for a in state.get("alphas", [])]
+
+    def summary(self) -> dict[str, Any]:
+        return {**super().summary(), "srfp_last_alpha": self.alphas[-1][1] if self.alphas else 1.0}
