@@ -376,3 +376,71 @@ def test_derived_spec_replays_edits(tmp_path, user_module, monkeypatch):
     assert isinstance(loaded.body[1], torch.nn.GELU)
     x = torch.randn(2, 4)
     torch.testing.assert_close(loaded(x), m(x), rtol=0, atol=0)
+
+
+def _retarget(ck, **kwargs):
+    meta_path = ck / "leandl.json"
+    meta = json.loads(meta_path.read_text())
+    meta["spec"]["kwargs"].update(kwargs)
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_weight_mismatch_names_each_tensor_with_both_shapes(tmp_path):
+    save(create_model("mlp", num_classes=3, input_shape=[4]), tmp_path / "ck")
+    _retarget(tmp_path / "ck", num_classes=5)
+    with pytest.raises(CheckpointError) as err:
+        load(tmp_path / "ck")
+    msg = str(err.value)
+    assert "head.fc.weight (file [3, 128], model [5, 128])" in msg and "head.fc.bias (file [3], model [5])" in msg
+    assert "2 tensor(s) with a different shape" in msg and "re-save the model" in msg
+
+
+def test_weight_mismatch_names_missing_and_unexpected_tensors(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from leandl.checkpoint import sha256_file
+
+    ck = tmp_path / "ck"
+    save(create_model("mlp", num_classes=3, input_shape=[4]), ck)
+    tensors = load_file(str(ck / "model.safetensors"))
+    tensors["extra.weight"] = torch.zeros(2)
+    del tensors["head.fc.bias"]
+    save_file(tensors, str(ck / "model.safetensors"))
+    meta = json.loads((ck / "leandl.json").read_text())
+    meta["weights_sha256"] = sha256_file(ck / "model.safetensors")
+    (ck / "leandl.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as err:
+        load(ck)
+    msg = str(err.value)
+    assert "1 tensor(s) missing from the file: head.fc.bias" in msg
+    assert "1 tensor(s) not in the model: extra.weight" in msg
+
+
+def test_huge_spec_is_refused_before_allocating(tmp_path):
+    """A few bytes of metadata declaring a 51 GB head: refused from the meta-device build."""
+    import resource
+
+    save(create_model("mlp", num_classes=3, input_shape=[4]), tmp_path / "ck")
+    _retarget(tmp_path / "ck", num_classes=10**8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=r"head.fc.weight \(file \[3, 128\], model \[100000000, 128\]\)"):
+        load(tmp_path / "ck")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB
+
+
+@pytest.mark.parametrize("member", ["model.safetensors", "leandl.json"])
+def test_member_symlink_outside_or_fifo_is_refused(tmp_path, member):
+    import os
+
+    ck = tmp_path / "ck"
+    save(create_model("mlp", num_classes=3, input_shape=[4]), ck)
+    outside = tmp_path / "outside"
+    outside.write_bytes((ck / member).read_bytes())
+    (ck / member).unlink()
+    (ck / member).symlink_to(outside)
+    with pytest.raises(CheckpointError, match="outside the directory"):
+        load(ck)
+    (ck / member).unlink()
+    os.mkfifo(ck / member)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load(ck)

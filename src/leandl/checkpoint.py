@@ -42,7 +42,8 @@ import torch
 from torch import nn
 
 from leandl.errors import CheckpointError
-from leandl.serialization import as_os_error, atomic_dir, resolve_dir
+from leandl.serialization import (as_os_error, atomic_dir, check_member_file, check_safetensors,
+                                  read_json_bounded, resolve_dir)
 from leandl.spec import get_edits, get_spec, replay_edits
 
 __all__ = ["save", "load", "read_meta", "state_tensors", "FORMAT", "FORMAT_VERSION"]
@@ -202,15 +203,15 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """Read and validate ``leandl.json`` of a checkpoint directory."""
     path = resolve_dir(path)
     meta_file = path / _META
-    if not meta_file.is_file():
+    if not (meta_file.exists() or meta_file.is_symlink()):
         raise CheckpointError(
             f"no {_META} found", where=str(path),
             fix="pass a checkpoint directory written by leandl (it holds model.safetensors and leandl.json)",
         )
     try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{_META} is not valid JSON ({exc})", where=str(meta_file)) from exc
+        meta = read_json_bounded(check_member_file(path, _META))
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {_META} ({exc})", where=str(meta_file)) from exc
     _validate_meta(meta, meta_file)
     return meta
 
@@ -267,9 +268,7 @@ def load(path: str | Path, trust: bool = False, map_location: str | torch.device
 
     path = resolve_dir(path)
     meta = read_meta(path)
-    weights = path / _WEIGHTS
-    if not weights.is_file():
-        raise CheckpointError(f"{_WEIGHTS} is missing", where=str(path))
+    weights = check_member_file(path, _WEIGHTS)
     actual = sha256_file(weights)
     if actual != meta["weights_sha256"]:
         raise CheckpointError(
@@ -298,13 +297,14 @@ def load(path: str | Path, trust: bool = False, map_location: str | torch.device
             fix="a checkpoint only needs the architecture (its weights are in model.safetensors); load "
             "it only if you trust its source: leandl.load(path, trust=True) or --trust",
         )
+    check_safetensors(weights)  # header, tensor count and sizes bounded by the file before loading
     try:
         tensors = load_file(str(weights), device=str(map_location))
     except Exception as exc:  # safetensors raises its own error types on a bad header
         raise CheckpointError(f"{_WEIGHTS} is not a valid safetensors file ({exc})", where=str(path)) from exc
     edits = meta.get("edits", [])
     with torch.random.fork_rng(devices=[]):  # random init must not move the caller's RNG
-        model = _build_skipping_init(spec["name"], kwargs, edits, trust, tensors)
+        model = _build_skipping_init(spec["name"], kwargs, edits, trust, tensors, weights.stat().st_size, path)
     if model is not None:
         try:
             _load_weights(model, tensors, meta, path)
@@ -332,18 +332,51 @@ def _load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], meta: dict
     Raises:
         CheckpointError: the weights do not fit the model.
     """
+    _check_fit(model, tensors, path)
     _match_dtypes(model, tensors, meta.get("buffer_dtypes", {}))
     state: OrderedDict[str, torch.Tensor] = OrderedDict(tensors)
     state._metadata = _restore_versions(model, meta.get("state_dict_metadata", {}))  # type: ignore[attr-defined]
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"the weights do not fit the rebuilt model: {first}", where=str(path)) from exc
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()][:4]
+        raise CheckpointError(f"the weights do not fit the rebuilt model: {' '.join(lines) or type(exc).__name__}",
+                              where=str(path), fix=_FIT_FIX) from exc
+
+
+_FIT_FIX = ("model.safetensors and leandl.json must come from the same leandl.save call: if leandl.json's spec or "
+            "edits were changed, restore them; otherwise re-save the model with leandl.save(model, path)")
+
+
+def _fit_problems(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Missing, unexpected and wrongly shaped tensors of ``tensors`` against ``model``'s state dict.
+
+    Works on a meta-device model too (only names and shapes are read).
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    shapes = [f"{k} (file {list(tensors[k].shape)}, model {list(v)})" for k, v in expected.items()
+              if k in tensors and tuple(tensors[k].shape) != v]
+    problems = []
+    for label, names in (("missing from the file", missing), ("not in the model", unexpected),
+                         ("with a different shape", shapes)):
+        if names:
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            problems.append(f"{len(names)} tensor(s) {label}: {shown}")
+    return problems
+
+
+def _check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A :class:`CheckpointError` naming every tensor that does not fit ``model``."""
+    problems = _fit_problems(model, tensors)
+    if problems:
+        raise CheckpointError("the weights do not fit the model leandl.json describes; " + "; ".join(problems),
+                              where=str(path), fix=_FIT_FIX)
 
 
 def _build_skipping_init(name: str, kwargs: dict[str, Any], edits: list[dict[str, Any]], trust: bool,
-                         tensors: dict[str, torch.Tensor]) -> nn.Module | None:
+                         tensors: dict[str, torch.Tensor], file_bytes: int, path: Path) -> nn.Module | None:
     """The model built on the meta device and given uninitialised CPU storage, or ``None``.
 
     Random initialisation is wasted work when every tensor is about to be overwritten (it
@@ -352,6 +385,10 @@ def _build_skipping_init(name: str, kwargs: dict[str, Any], edits: list[dict[str
     the checkpoint (no non-persistent buffer such as rotary frequencies or position ids, no
     bare tensor attribute) so the weights overwrite all of it. Anything else returns ``None``
     and the model is built normally.
+
+    The meta build also bounds what hostile metadata can allocate: a spec or edits describing
+    a model larger than the weights file allows (``num_classes: 10**9``) is refused here, naming
+    the tensors that do not fit, before any real storage exists.
     """
     import warnings
 
@@ -363,11 +400,33 @@ def _build_skipping_init(name: str, kwargs: dict[str, Any], edits: list[dict[str
             model = replay_edits(create_model(name, trust=trust, **kwargs), edits)
     except Exception:  # model code that needs real values while building; real errors recur below
         return None
+    _check_size(model, tensors, file_bytes, path)
     named = itertools.chain(model.named_parameters(remove_duplicate=False),
                             model.named_buffers(remove_duplicate=False))
     if any(key not in tensors for key, _ in named) or _has_bare_tensors(model):
         return None
     return _materialize(model)
+
+
+_UNSAVED_SLACK = 256 << 20  # non-persistent buffers (rotary tables, position ids) beyond the saved weights
+
+
+def _check_size(model: nn.Module, tensors: dict[str, torch.Tensor], file_bytes: int, path: Path) -> None:
+    """Refuse a meta-device model whose storage exceeds what the weights file can fill.
+
+    Its saved tensors must fit (names and shapes, see :func:`_check_fit`) whenever it needs more
+    bytes than the file holds plus a slack for buffers the state dict leaves out.
+    """
+    seen: set[int] = set()
+    need = 0
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            need += t.numel() * t.element_size()
+    if need > file_bytes + _UNSAVED_SLACK:
+        _check_fit(model, tensors, path)
+        raise CheckpointError(f"the model leandl.json describes needs {need} bytes, far more than the {file_bytes}"
+                              f"-byte {_WEIGHTS}", where=str(path), fix=_FIT_FIX)
 
 
 def _materialize(model: nn.Module) -> nn.Module | None:
