@@ -26,7 +26,7 @@ from leandl.distill._taps import FeatureTap, check_batch, default_layers, match_
 from leandl.distill.fitnet import probe_batch, probe_features
 from leandl.distill.teachers import TeacherLike, TeacherSet
 from leandl.errors import ModelError
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 
 __all__ = ["attention_map", "attention_loss", "AttentionTransfer"]
@@ -40,6 +40,7 @@ def attention_map(feat: Tensor, p: float = 2.0) -> Tensor:
     return F.normalize(feat.abs().pow(p).mean(dim=1).flatten(1), dim=1)
 
 
+@LOSSES.register("attention")
 def attention_loss(student_feats: Sequence[Tensor], teacher_feats: Sequence[Tensor], p: float = 2.0) -> Tensor:
     """Sum over layer pairs of ``mean((Q_s - Q_t)^2)`` (teacher detached)."""
     if len(student_feats) != len(teacher_feats) or not student_feats:

@@ -26,7 +26,7 @@ from torch import Tensor
 from leandl.distill._base import TeacherTechnique
 from leandl.distill._common import final_logits
 from leandl.distill.teachers import TeacherLike, TeacherSet
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 
 __all__ = ["dkd_parts", "dkd_loss", "DecoupledKD"]
@@ -59,6 +59,7 @@ def dkd_parts(student_logits: Tensor, teacher_logits: Tensor, target: Tensor,
     return tckd, nckd, -torch.expm1(bt[:, 0])
 
 
+@LOSSES.register("dkd")
 def dkd_loss(student_logits: Tensor, teacher_logits: Tensor, target: Tensor, alpha: float = 1.0,
              beta: float = 8.0, temperature: float = 4.0) -> Tensor:
     """``T^2 mean_b (alpha TCKD + beta NCKD)`` (arXiv 2203.08679, eq. 4 with T^2 as in mdistiller)."""

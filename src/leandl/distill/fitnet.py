@@ -31,7 +31,7 @@ from leandl.distill._common import AuxParams
 from leandl.distill._taps import FeatureTap, check_batch, default_layers, match_spatial
 from leandl.distill.teachers import TeacherLike, TeacherSet
 from leandl.errors import ModelError
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 
 __all__ = ["build_regressor", "hint_loss", "FitNet", "probe_features"]
@@ -54,6 +54,7 @@ def build_regressor(student_shape: Sequence[int], teacher_shape: Sequence[int]) 
                      where="fitnet layers", fix="tap layers that are both 1-D maps, both 2-D maps, or vectors")
 
 
+@LOSSES.register("fitnet")
 def hint_loss(student_feat: Tensor, teacher_feat: Tensor, regressor: nn.Module) -> Tensor:
     """Mean squared error between ``regressor(student_feat)`` and ``teacher_feat`` (detached).
 

@@ -26,13 +26,14 @@ from torch import Tensor, nn
 
 from leandl.distill._common import as_list, sigmoid_rampup, tempered_kl
 from leandl.errors import ModelError
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
 __all__ = ["fusion_loss", "FusionModule", "FusionCohort", "FusionLearning"]
 
 
+@LOSSES.register("fusion")
 def fusion_loss(peer_logits: Sequence[Tensor], fused_logits: Tensor, temperature: float = 3.0) -> Tensor:
     """``sum_k T^2 KL(z_f || z_k) + T^2 KL(mean_k z_k || z_f)`` (batch means, teachers detached)."""
     peers = list(peer_logits)

@@ -26,12 +26,13 @@ from torch import Tensor
 from leandl.distill._base import TeacherTechnique
 from leandl.distill._common import final_logits, tempered_kl
 from leandl.distill.teachers import TeacherLike, TeacherSet
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 
 __all__ = ["kd_loss", "KnowledgeDistillation"]
 
 
+@LOSSES.register("kd")
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 4.0,
             reduction: Literal["mean", "none"] = "mean") -> Tensor:
     """Hinton's soft-target term ``T^2 KL(softmax(z_t/T) || softmax(z_s/T))``.
@@ -56,7 +57,7 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float =
 
 @TECHNIQUES.register("kd")
 class KnowledgeDistillation(TeacherTechnique):
-    """Hinton KD: (1 - alpha) CE + alpha T^2 KL to the teacher (arXiv 1503.02531)."""
+    """Hinton KD (arXiv 1503.02531); several teachers: DLAD weighting simplified to max-prob confidence."""
 
     name = "kd"
 

@@ -23,13 +23,14 @@ from torch import Tensor, nn
 
 from leandl.distill._common import as_list, tempered_kl
 from leandl.errors import ModelError
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
 __all__ = ["mutual_loss", "Cohort", "build_cohort", "MutualLearning"]
 
 
+@LOSSES.register("mutual")
 def mutual_loss(logits: Sequence[Tensor], temperature: float = 1.0) -> list[Tensor]:
     """DML's distillation term of every peer: ``1/(K-1) sum_{l != k} T^2 KL(p_l^T || p_k^T)``.
 

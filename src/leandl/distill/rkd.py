@@ -29,7 +29,7 @@ from leandl.distill._base import TeacherTechnique
 from leandl.distill._taps import FeatureTap, check_batch, default_layers
 from leandl.distill.fitnet import probe_batch, probe_features
 from leandl.distill.teachers import TeacherLike, TeacherSet
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 
 __all__ = ["rkd_distance_loss", "rkd_angle_loss", "rkd_loss", "RelationalKD"]
@@ -61,6 +61,7 @@ def rkd_angle_loss(student: Tensor, teacher: Tensor) -> Tensor:
     return F.smooth_l1_loss(_angles(student.flatten(1)), ta)
 
 
+@LOSSES.register("rkd")
 def rkd_loss(student: Tensor, teacher: Tensor, distance_weight: float = 25.0, angle_weight: float = 50.0) -> Tensor:
     """``w_d L_D + w_a L_A`` on embeddings ``(B, Ds)`` and ``(B, Dt)``."""
     check_batch(student, teacher, "rkd layers")

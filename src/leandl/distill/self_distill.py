@@ -32,13 +32,14 @@ from torch import Tensor, nn
 
 from leandl.distill._common import AuxParams, as_list, tempered_kl
 from leandl.errors import ModelError
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
 __all__ = ["self_distill_loss", "feature_hint_loss", "SelfDistillation"]
 
 
+@LOSSES.register("self")
 def self_distill_loss(outputs: Sequence[Tensor], temperature: float = 3.0) -> Tensor:
     """``sum_{i < last} T^2 KL(q_last^T || q_i^T)`` (batch means, deepest output detached)."""
     outs = list(outputs)

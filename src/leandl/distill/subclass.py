@@ -25,13 +25,14 @@ import torch
 from torch import Tensor
 
 from leandl.distill._common import final_logits
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
 __all__ = ["subclass_loss", "SubclassDistillation"]
 
 
+@LOSSES.register("subclass")
 def subclass_loss(logits: Tensor, targets: Tensor, k: int = 3, temperature: float = 2.0) -> Tensor:
     """``mean_i mean_{j in kNN_same(i)} ||p_i - sg(p_j)||^2`` over samples with a neighbour.
 

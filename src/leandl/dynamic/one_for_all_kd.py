@@ -27,7 +27,7 @@ from torch import Tensor
 
 from leandl.distill.kd import kd_loss
 from leandl.dynamic._exits_only import ExitsOnly
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
@@ -43,6 +43,7 @@ def ofa_kd_term(logits: list[Tensor], temperature: float = 1.0) -> Tensor:
     return total
 
 
+@LOSSES.register("one_for_all_kd")
 def one_for_all_kd_loss(logits: list[Tensor], targets: Tensor, gamma: float = 0.1,
                         temperature: float = 1.0) -> Tensor:
     """The full OFA loss for a list of exit logits ``[(B, C)] * K`` and integer targets ``(B,)``.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
@@ -35,6 +35,7 @@ def entropy(logits: Tensor) -> Tensor:
     return -(logp.exp() * logp).sum(dim=-1)
 
 
+@LOSSES.register("confidence_penalty")
 def confidence_penalty(logits: Tensor, beta: float = 0.1, threshold: float | None = None) -> Tensor:
     """Per-sample confidence-penalty term to add to the loss.
 

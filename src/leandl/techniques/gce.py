@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.techniques.mae import RobustLoss
 
 __all__ = ["gce_loss", "GCE"]
 
 
+@LOSSES.register("gce")
 def gce_loss(logits: Tensor, targets_soft: Tensor, q: float = 0.7, truncate: float | None = None) -> Tensor:
     """Per-sample ``sum_k q_k (1 - p_k^q) / q`` (``(1 - p_y^q)/q`` for one-hot), shape ``(B,)``.
 

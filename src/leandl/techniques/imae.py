@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.techniques.gradient_rescaling import emphasis_weights, rescaled_cross_entropy
 from leandl.techniques.mae import RobustLoss
 
@@ -31,6 +31,7 @@ def imae_weights(p_y: Tensor, temperature: float = 8.0) -> Tensor:
     return emphasis_weights(p_y, temperature, 1.0)
 
 
+@LOSSES.register("imae")
 def imae_loss(logits: Tensor, targets_soft: Tensor, temperature: float = 8.0, normalize: bool = True) -> Tensor:
     """Per-sample CE values whose gradient is IMAE's ``(p - q) exp(T p_y (1 - p_y)) / (2 (1 - p_y))``."""
     if temperature < 0:

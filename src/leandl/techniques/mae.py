@@ -22,13 +22,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from leandl.errors import ConfigError
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
 __all__ = ["mae_loss", "RobustLoss", "MAE"]
 
 
+@LOSSES.register("mae")
 def mae_loss(logits: Tensor, targets_soft: Tensor) -> Tensor:
     """Per-sample ``sum_k |softmax(z)_k - q_k|`` (``2 (1 - p_y)`` for one-hot), shape ``(B,)``."""
     p = F.softmax(logits.float(), dim=-1)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
@@ -38,6 +38,7 @@ __all__ = ["norm_loss", "norm_loss_layers", "NormLoss"]
 _REDUCTIONS = ("sum", "mean")
 
 
+@LOSSES.register("norm_loss")
 def norm_loss(weights: list[Tensor], reduction: str = "sum") -> Tensor:
     """``sum_l c_l sum_i (1 - ||w_{l,i}||_2)^2`` over weight tensors ``(n_l, ...)`` (no lambda).
 

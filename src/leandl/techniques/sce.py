@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from leandl.registry import TECHNIQUES
+from leandl.registry import LOSSES, TECHNIQUES
 from leandl.techniques.mae import RobustLoss
 
 __all__ = ["reverse_cross_entropy", "sce_loss", "SCE"]
@@ -31,6 +31,7 @@ def reverse_cross_entropy(logits: Tensor, targets_soft: Tensor, log_zero: float 
     return -(p * log_q).sum(dim=-1)
 
 
+@LOSSES.register("sce")
 def sce_loss(logits: Tensor, targets_soft: Tensor, alpha: float = 0.1, beta: float = 1.0,
              log_zero: float = -4.0) -> Tensor:
     """Per-sample ``alpha * CE(q, p) + beta * RCE(p, q)``, shape ``(B,)``."""

@@ -104,7 +104,7 @@ def set_trainable_(module: nn.Module, trainable: bool) -> nn.Module:
 
 @TECHNIQUES.register("selective_layer_update")
 class SelectiveLayerUpdate(Technique):
-    """Random per-step block freezing with backward-MAC accounting (E2-Train SLU, arXiv 1910.13349)."""
+    """E2-Train SLU, simplified: random per-step block freezing, not the learned gate (arXiv 1910.13349)."""
 
     name = "selective_layer_update"
     order = -50  # after mini-batch dropping decided, before the forward
