@@ -25,7 +25,8 @@ Operations on spaces:
 
 Spaces that meet an op which cannot be pruned through are *unsupported*: their channels are
 kept whole and the reason (op and layer) is reported; ``strict=True`` makes it an error instead.
-The per-op rules live in :mod:`leandl.prune._rules`.
+The per-op rules live in :mod:`leandl.prune._rules` (dispatch), ``_rules_layout`` and
+``_rules_compute``.
 """
 
 from __future__ import annotations
