@@ -5,10 +5,16 @@ A teacher is given as
 * an ``nn.Module`` (already trained),
 * a checkpoint directory (a string, or ``{"checkpoint": DIR, "trust": false}``; read with
   :func:`leandl.checkpoint.load`, so pruned/quantized teachers rebuild without pickle),
-* a registry model ``{"model": "mnist1d_cnn", "kwargs": {...}}`` (sized to the data; useful with
-  adapters that ship pretrained weights, e.g. ``torchvision:resnet18`` with ``weights``),
+* a registry model ``{"model": "mnist1d_cnn", "kwargs": {...}}`` (sized to the data) or a library
+  name (``torchvision:``, ``timm:``, ``hf:``); kwargs that download or read anything (pretrained
+  ``weights``, ``checkpoint_path``, hub names, remote code) need ``"trust": true``,
 * an import-path factory ``{"factory": "pkg.module:function", "kwargs": {...}, "trust": true}``
   (user code, so ``trust`` must be set).
+
+Trust: a teacher obeys the rules of :func:`leandl.checkpoint.load` and
+:func:`leandl.create_model` (see :mod:`leandl.models.safety`): without ``trust: true`` (the JSON
+boolean, nothing else) a checkpoint whose ``leandl.json`` names an import path, or library kwargs
+that reach a file, URL or hub, is refused before any of it is imported, read or fetched.
 
 Several teachers are combined per sample into one target distribution at temperature ``T``:
 ``p^T(x) = sum_k w_k(x) softmax(z_k(x) / T)`` with ``fixed`` weights ``w_k`` (normalised to sum
@@ -79,25 +85,32 @@ def _from_dict(spec: dict[str, Any], num_classes: int | None, input_shape: Seque
             f"a teacher needs exactly one of checkpoint / model / factory (got {sources or 'none'}"
             + (f"; unknown keys {unknown}" if unknown else "") + ")",
             where="teacher", fix="write e.g. {checkpoint: runs/x/stages/01-train/model}")
-    trust = bool(spec.get("trust", False))
+    trust = spec.get("trust", False)
+    if not isinstance(trust, bool):
+        raise ConfigError(f"trust must be true or false, got {trust!r}", where="teacher.trust")
+    name = spec[sources[0]]
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{sources[0]} must be a non-empty string, got {name!r}", where=f"teacher.{sources[0]}")
+    kwargs = spec.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"kwargs must be a mapping, got {type(kwargs).__name__}", where="teacher.kwargs")
     if sources[0] == "checkpoint":
         from leandl.checkpoint import load
 
-        return load(spec["checkpoint"], trust=trust)
-    from leandl.models import create_model
+        return load(name, trust=trust)
+    from leandl.models import create_model, is_registry_name
 
-    name = spec[sources[0]]
     if sources[0] == "factory" and not trust:
         raise ConfigError(f"teacher factory '{name}' is user code; set trust: true to import it",
                           where="teacher.factory")
-    if sources[0] == "model" and ":" in name and name.split(":", 1)[0] not in ("torchvision", "timm"):
+    if sources[0] == "model" and ":" in name and not is_registry_name(name):
         raise ConfigError(f"'{name}' is an import path; give it as factory: with trust: true", where="teacher.model")
-    kwargs = dict(spec.get("kwargs") or {})
+    kwargs = dict(kwargs)
     if num_classes is not None:
         kwargs.setdefault("num_classes", num_classes)
     if input_shape is not None:
         kwargs.setdefault("input_shape", list(input_shape))
-    return create_model(name, **kwargs)
+    return create_model(name, trust=trust, **kwargs)
 
 
 def confidence_weights(logits: Sequence[Tensor], base: Sequence[float]) -> Tensor:
