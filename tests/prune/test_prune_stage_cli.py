@@ -100,3 +100,45 @@ def test_stage_reports_groups_kept_whole() -> None:
     stage = PruneStage(PruneOptions(target={"ratio": 0.5}, round_to=None))
     res = stage.run(_ctx(model))
     assert any("padding" in why for why in res.metrics["kept_whole"].values())
+
+
+def test_stage_one_shot_unstructured_sparsity() -> None:
+    from leandl.prune.unstructured import weight_sparsity
+
+    model = create_model("resnet20", input_shape=(3, 8, 8), width=16)
+    res = PruneStage(PruneOptions(sparsity=0.7, scope="layerwise")).run(_ctx(model))
+    assert weight_sparsity(model) == pytest.approx(0.7, abs=0.01)
+    assert res.metrics["weight_sparsity"] == pytest.approx(0.7, abs=0.01)
+    assert res.metrics["bitmask_bytes"] < res.metrics["dense_bytes"]
+    assert model.layer1[0].conv1.out_channels == 16  # shapes unchanged
+
+
+def test_cli_prune_sparsity_and_data_criteria(tmp_path) -> None:
+    from leandl.cli import build_app
+    from leandl.prune.unstructured import weight_sparsity
+
+    src = tmp_path / "digits"
+    save(create_model("digits_cnn", num_classes=10, input_shape=(1, 8, 8)), src)
+    res = CliRunner().invoke(build_app(), ["prune", str(src), "--sparsity", "0.8", "--out",
+                                           str(tmp_path / "u"), "--batch-size", "4", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "CSR" in res.output and weight_sparsity(load(tmp_path / "u")) == pytest.approx(0.8, abs=0.01)
+    # a data criterion with no run directory: a clear error naming --data
+    res = CliRunner().invoke(build_app(), ["prune", str(src), "--criterion", "taylor", "--out",
+                                           str(tmp_path / "t")])
+    assert res.exit_code != 0 and "--data" in str(res.exception) + res.output
+    for crit in ("taylor", "di"):
+        res = CliRunner().invoke(build_app(), [
+            "prune", str(src), "--criterion", crit, "--data", "digits", "--batches", "2",
+            "--target", "macs=0.6", "--out", str(tmp_path / crit), "--batch-size", "4", "--threads", "1"])
+        assert res.exit_code == 0, res.output
+        assert load(tmp_path / crit)(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_cli_prune_finds_the_run_dataset(tmp_path) -> None:
+    from leandl.cli.prune import _run_data
+
+    ckpt = tmp_path / "run" / "stages" / "01-train" / "model"
+    ckpt.mkdir(parents=True)
+    (tmp_path / "run" / "recipe.yaml").write_text("seed: 3\ndata: {name: digits, batch_size: 32}\n")
+    assert _run_data(str(ckpt)) == {"name": "digits", "batch_size": 32, "seed": 3}

@@ -3,6 +3,12 @@
 Loads a checkpoint (or builds a registry model), prunes it physically, saves a checkpoint that
 reloads without pickle (the kept indices are a recorded structural edit), and prints params,
 MACs and measured latency before and after.
+
+Data criteria (``taylor``, ``di``) score channels on ``--batches`` labelled training batches of
+``--data`` (a dataset name), by default the dataset of the run the checkpoint came from (the
+``recipe.yaml`` of its run directory). ``--sparsity S`` instead zeroes the fraction S of the
+conv/linear weights of smallest magnitude (one-shot unstructured pruning, ``--scope`` global or
+layerwise): shapes and dense latency do not change, only the compressed storage, which it prints.
 """
 
 from __future__ import annotations
@@ -53,6 +59,12 @@ def prune_command(
                                      "those channels whole and say so)."),
     allow_miss: bool = typer.Option(False, "--allow-miss",
                                     help="Accept a result more than 2 % off a MACs/params target."),
+    data: Optional[str] = typer.Option(
+        None, "--data", help="Dataset for taylor/di (default: the checkpoint's run's recipe data)."),
+    batches: int = typer.Option(8, "--batches", min=1, max=1000, help="Batches scored by taylor/di."),
+    sparsity: Optional[float] = typer.Option(
+        None, "--sparsity", min=0.0, max=0.999,
+        help="One-shot unstructured magnitude pruning of this fraction of weights (no --target)."),
 ) -> None:
     """Prune CHECKPOINT to a target and save the result to --out."""
     import torch
@@ -66,11 +78,13 @@ def prune_command(
     shape = parse_int_list(input_shape or _recorded_shape(checkpoint) or "1,3,32,32",
                            "--input-shape", "--input-shape 1,3,32,32", min_len=2)
     model = _build_model(checkpoint, shape, None, trust)
-    if CRITERIA.get(criterion).needs_data:
-        raise UsageError(f"criterion '{criterion}' needs labelled data", where="--criterion",
-                         fix="use a data-free criterion here (l1, l2, fpgm, bn_scale, random) "
-                             "or a recipe with a prune stage")
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    if sparsity is not None:
+        _unstructured(model, x, sparsity, scope, out, batch_size, threads)
+        return
+    data_batches = None
+    if CRITERIA.get(criterion).needs_data:
+        data_batches = _data_batches(checkpoint, data, batches, criterion)
     dense = __import__("copy").deepcopy(model).eval()
     goal = parse_target(target)
     if any(k.startswith("latency") for k in goal):  # time the budget as the summary below does
@@ -79,7 +93,7 @@ def prune_command(
             goal.setdefault("threads", threads)
     report = prune_(model, x, criterion=criterion, target=goal, scope=scope,
                     max_ratio=max_ratio, round_to=round_to or None, strict=strict,
-                    allow_miss=allow_miss)
+                    allow_miss=allow_miss, batches=data_batches)
     save(model, out, metrics={"prune": report.to_dict()})
     xb = x[:1].expand(batch_size, *x.shape[1:]).contiguous()
     lat = compare_latency({"dense": dense, "pruned": model.eval()}, xb, rounds=10, warmup=1,
@@ -99,6 +113,61 @@ def prune_command(
     for name, why in report.kept_whole.items():
         typer.echo(f"kept whole  {name}: {why}")
     typer.echo(f"saved   {out}")
+
+
+def _unstructured(model, x, sparsity: float, scope: str, out: Path, batch_size: int,
+                  threads: Optional[int]) -> None:
+    from leandl.checkpoint import save
+    from leandl.prune.unstructured import prune_unstructured_, storage_report
+
+    masks = prune_unstructured_(model, sparsity, scope=scope)
+    rep = storage_report(model.eval(), x, batch_sizes=(batch_size,), threads=threads, repeats=5)
+    save(model, out, metrics={"unstructured": {k: v for k, v in rep.to_dict().items() if k != "per_tensor"}})
+    mb = 1 / 2**20
+    typer.echo(f"sparsity {rep.sparsity:.3f} of {sum(m.numel() for m in masks.values())} conv/linear "
+               f"weights ({scope}); shapes unchanged")
+    typer.echo(f"storage dense {rep.dense_bytes * mb:.3f} MiB, bitmask+values {rep.bitmask_bytes * mb:.3f} "
+               f"MiB, CSR {rep.csr_bytes * mb:.3f} MiB")
+    typer.echo(f"latency {rep.dense_latency_ms[batch_size]:.2f} ms at batch {batch_size} (dense kernels: "
+               "zeros are not skipped, so it does not drop)")
+    typer.echo(f"saved   {out}")
+
+
+def _data_batches(checkpoint: str, data: Optional[str], n: int, criterion: str) -> list:
+    """``n`` labelled training batches of ``--data`` or of the checkpoint's run's recipe data."""
+    from leandl.data import load_data, make_loader
+
+    cfg: dict = {"name": data} if data else _run_data(checkpoint) or {}
+    if not cfg.get("name"):
+        raise UsageError(f"criterion '{criterion}' scores channels on labelled data, and no dataset "
+                         f"is known for '{checkpoint}' (not inside a `leandl run` directory)",
+                         where="--data", fix="name one, e.g. --data digits (`leandl list datasets`), "
+                                             "or use a data-free criterion (l1, l2, fpgm, bn_scale)")
+    bundle = load_data(cfg["name"], root=cfg.get("root"), seed=int(cfg.get("seed", 0)),
+                       **(cfg.get("options") or {}))
+    loader = make_loader(bundle.train, int(cfg.get("batch_size") or 64), shuffle=True, seed=0)
+    out = []
+    for xb, yb, *_ in loader:
+        out.append((xb, yb))
+        if len(out) >= n:
+            break
+    return out
+
+
+def _run_data(checkpoint: str) -> dict | None:
+    """The ``data`` section of the ``recipe.yaml`` of the run a checkpoint directory belongs to."""
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return None
+    from leandl.recipes.loader import _yaml_load
+
+    for parent in list(path.resolve().parents)[:3]:
+        rec = parent / "recipe.yaml"
+        if rec.is_file():
+            doc = _yaml_load(rec.read_text(), str(rec))
+            if isinstance(doc, dict) and isinstance(doc.get("data"), dict):
+                return {**doc["data"], "seed": doc.get("seed", 0)}
+    return None
 
 
 def _recorded_shape(checkpoint: str) -> str | None:

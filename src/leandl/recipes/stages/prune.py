@@ -10,6 +10,12 @@ the measured dense latency kept), the last two with ``batch_size`` and ``threads
 criteria (``taylor``, ``di``) read ``batches`` training batches. When an earlier stage left a
 ``prune_keep`` artifact (group name -> kept indices, e.g. the early-bird ticket), that mask is
 applied instead of a criterion. Follow with a ``train`` stage to fine-tune.
+
+``sparsity: S`` (with ``scope`` global or layerwise) instead runs one-shot unstructured
+magnitude pruning: the fraction S of the conv/linear weights of smallest magnitude are zeroed
+(Han et al. arXiv 1506.02626; folded into the weights, no hooks). Shapes, MACs and dense latency
+do not change; the metrics report the sparsity and the compressed storage (bitmask and CSR).
+A later ``train`` stage fine-tunes the zeros away unless it keeps them (not done here).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class PruneOptions(Strict):
     iterative_steps: int = Field(1, ge=1)
     strict: bool = False
     allow_miss: bool = False
+    sparsity: float | None = Field(None, ge=0.0, lt=1.0)
 
     @field_validator("criterion")
     @classmethod
@@ -83,10 +90,24 @@ class PruneStage(Stage):
     needs_trained_model = True
 
     def run(self, ctx: RunContext) -> StageResult:
+        if self.options.sparsity is not None:  # same on every rank: magnitudes are replicated
+            return _unstructured(ctx, self.options)
         if getattr(ctx, "world_size", 1) > 1:
             return _run_distributed(ctx, self.options)
         model, metrics, widths = _prune(ctx, self.options, ctx.model)
         return StageResult(model=model, metrics=metrics, artifacts={"prune_report": {"widths": widths}})
+
+
+def _unstructured(ctx: RunContext, o: PruneOptions) -> StageResult:
+    from leandl.prune.unstructured import compressed_storage, prune_unstructured_
+
+    masks = prune_unstructured_(ctx.model, float(o.sparsity or 0.0), scope=o.scope,
+                                ignored_layers=o.ignored_layers or ())
+    rep = compressed_storage(ctx.model, o.ignored_layers or ())
+    metrics = {"prune_source": f"unstructured magnitude ({o.scope})", "weight_sparsity": rep.sparsity,
+               "pruned_weights": sum(int((~m).sum()) for m in masks.values()),
+               "dense_bytes": rep.dense_bytes, "bitmask_bytes": rep.bitmask_bytes, "csr_bytes": rep.csr_bytes}
+    return StageResult(model=ctx.model, metrics=metrics)
 
 
 def _prune(ctx: RunContext, o: PruneOptions, model: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
