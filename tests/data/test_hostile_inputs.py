@@ -154,3 +154,41 @@ def test_data_sizes_are_bounded_before_allocating(name, options, field):
 
     with pytest.raises(ConfigError, match=rf"data\.{field}"):
         load_data(name, **options)
+
+
+def test_idx_fifo_is_refused_without_blocking(tmp_path):
+    from leandl.data.idx import read_idx
+
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(fifo, 3)
+
+
+def test_idx_gzip_declaring_more_than_deflate_can_hold(tmp_path):
+    """A 40-byte .gz whose header and ISIZE trailer agree on 4 GiB + 16 bytes: refused before reading."""
+    import gzip
+
+    from leandl.data.idx import read_idx
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(b"\0\0\x08\x03" + struct.pack(">III", 65536, 65536, 1)))
+    with pytest.raises(DataError, match="more than a gzip file"):
+        read_idx(path, 3)
+
+
+@pytest.mark.parametrize("obj", [
+    {b"data": np.zeros((2, 3072), np.uint8), b"labels": 5},
+    {b"data": np.zeros((2, 3072), np.uint8), b"labels": ["a", "b"]},
+    {b"\xff\xfe": 1},
+    [1, 2],
+])
+def test_cifar_python_batch_with_bad_fields_is_a_data_error(tmp_path, obj):
+    import pickle
+
+    from leandl.data.cifar import read_cifar_python
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(obj))
+    with pytest.raises(DataError):
+        read_cifar_python(path, "labels")

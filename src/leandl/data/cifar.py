@@ -110,18 +110,25 @@ def read_cifar_python(path: str | Path, label_key: str) -> tuple[torch.Tensor, t
     try:
         with open(path, "rb") as fh:
             obj = RestrictedUnpickler(fh, str(path)).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise DataError(f"cannot unpickle: {err}", str(path), "re-download the file") from None
+    except DataError:
+        raise
+    except Exception as err:  # a hostile pickle can raise almost anything while it is read
+        raise DataError(f"cannot unpickle: {type(err).__name__}: {str(err)[:200]}", str(path),
+                        "re-download the file") from None
     if not isinstance(obj, dict):
         raise DataError(f"expected a dict, found {type(obj).__name__}", str(path))
-    obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+    obj = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     data, labels = obj.get("data"), obj.get(label_key)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _IMAGE_BYTES:
         raise DataError(f"'data' is not a uint8 array of shape (N, {_IMAGE_BYTES})", str(path))
-    if labels is None or len(labels) != data.shape[0]:
+    if not isinstance(labels, list | np.ndarray) or len(labels) != data.shape[0]:
         raise DataError(f"'{label_key}' missing or not one label per image", str(path))
+    try:
+        y = torch.as_tensor(np.asarray(labels, dtype=np.int64)).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise DataError(f"'{label_key}' is not a list of integers ({err})", str(path)) from None
     x = torch.from_numpy(np.ascontiguousarray(data)).reshape(-1, 3, 32, 32)
-    return x, torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    return x, y
 
 
 def read_cifar_binary(path: str | Path, label_bytes: int) -> tuple[torch.Tensor, torch.Tensor]:

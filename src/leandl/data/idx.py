@@ -2,8 +2,9 @@
 
 IDX format (LeCun et al.): bytes 0-1 zero, byte 2 the element type (``0x08`` = uint8), byte 3
 the number of dimensions ``d``, then ``d`` big-endian uint32 sizes, then the row-major data.
-The header and the file size (for gzip, the ISIZE trailer = uncompressed size mod 2^32) are
-checked before any array is allocated. Val is carved per class from the 60,000 training
+The header and the file size (for gzip, the ISIZE trailer = uncompressed size mod 2^32, and at
+most 1032 times the compressed size, deflate's largest ratio) are checked before any array is
+allocated; a path that is not a regular file (a FIFO) is refused without being opened. Val is carved per class from the 60,000 training
 images with :func:`~leandl.data._base.stratified_split` from ``seed`` (``val_fraction`` 0.1 ->
 54,000 / 6,000 / 10,000). Inputs are kept as uint8 and standardised batch by batch with the
 train split's mean and standard deviation of ``pixel / 255``. Shape ``(1, 28, 28)``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import stat
 import struct
 from pathlib import Path
 
@@ -43,6 +45,9 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
                    "Sneaker", "Bag", "Ankle boot")
 
 
+_MAX_DEFLATE_RATIO = 1032  # deflate never expands more than about 1032:1, so a header claiming more lies
+
+
 def _stored_size(path: Path) -> int:
     """Uncompressed size in bytes (mod 2^32 for gzip, from its ISIZE trailer)."""
     if path.suffix != ".gz":
@@ -62,6 +67,8 @@ def read_idx(path: str | Path, ndim: int) -> torch.Tensor:
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
+            raise DataError("not a regular file (a FIFO, device or directory); refusing to read it", str(path))
         with opener(path, "rb") as fh:
             head = fh.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0:
@@ -73,6 +80,10 @@ def read_idx(path: str | Path, ndim: int) -> torch.Tensor:
             dims = struct.unpack(">" + "I" * ndim, fh.read(4 * ndim))
             payload = math.prod(dims)
             expected = 4 + 4 * ndim + payload
+            if path.suffix == ".gz" and payload > _MAX_DEFLATE_RATIO * os.path.getsize(path) + (1 << 20):
+                raise DataError(f"header {list(dims)} implies {payload} bytes, more than a gzip file of "
+                                f"{os.path.getsize(path)} bytes can hold", str(path),
+                                "the file is corrupt or hostile; download it again")
             stored = _stored_size(path)
             if stored != expected % (2**32 if path.suffix == ".gz" else 2**63):
                 raise DataError(
