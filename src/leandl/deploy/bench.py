@@ -44,7 +44,7 @@ from leandl.measure import compare_latency, measure_latency
 from leandl.measure._util import rebatch
 from leandl.registry import BACKENDS
 
-__all__ = ["bench_backends", "ROW_KEYS", "format_rows", "NOISE_LIMIT", "noise_fields", "summarize_times"]
+__all__ = ["bench_backends", "build_backends", "time_backends", "ROW_KEYS", "format_rows", "NOISE_LIMIT", "noise_fields", "summarize_times"]
 
 ROW_KEYS = ("backend", "batch_size", "threads", "status", "latency_ms", "p90_ms", "throughput", "size_bytes",
             "max_abs_diff", "top1_agreement", "noisy", "p90_over_median", "note")
@@ -96,7 +96,7 @@ def _check(built: BuiltBackend, reference: Any, check_inputs: Any, threads: int 
     return {"max_abs_diff": res.max_abs_diff, "top1_agreement": res.top1_agreement}
 
 
-def _time_all(built: dict[str, BuiltBackend], check_inputs: Any, batch_sizes: Sequence[int],
+def time_backends(built: dict[str, BuiltBackend], check_inputs: Any, batch_sizes: Sequence[int],
               threads: Sequence[int], warmup: int, repeats: int) -> dict[tuple[str, int, int], Any]:
     """Per (backend, batch, threads): LatencyStats, or a failure reason (str).
 
@@ -130,6 +130,31 @@ def _time_all(built: dict[str, BuiltBackend], check_inputs: Any, batch_sizes: Se
                                       threads=t)
                 out.update({(name, bs, t): res.stats[name] for name in ok})
     return out
+
+
+def build_backends(model: nn.Module, backends: Sequence[str], example_inputs: Any, calibration: Sequence[Any],
+                   root: Path) -> tuple[dict[str, BuiltBackend], dict[str, str]]:
+    """Build each named backend for ``model`` under ``root / name``.
+
+    Returns:
+        ``(built, not_built)``: the built backends by name, and for the others the row status
+        ``"skipped: <reason>"`` (:meth:`Backend.unavailable` or :class:`BackendUnavailable`:
+        cannot run here at all) or ``"failed: <Type>: <message>"`` (the build raised).
+    """
+    built: dict[str, BuiltBackend] = {}
+    failed: dict[str, str] = {}
+    for name in backends:
+        try:
+            cls = BACKENDS.get(name)
+            why = cls.unavailable()
+            if why:
+                raise BackendUnavailable(why)
+            built[name] = cls().build(model, example_inputs, calibration, Path(root) / name)
+        except BackendUnavailable as exc:  # cannot run here at all: skipped, with the reason
+            failed[name] = f"skipped: {str(exc).strip() or type(exc).__name__}"[:300]
+        except Exception as exc:  # a problem of this model on this backend
+            failed[name] = _reason(exc)
+    return built, failed
 
 
 def bench_backends(
@@ -169,25 +194,16 @@ def bench_backends(
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
-        built: dict[str, BuiltBackend] = {}
+        built, failed = build_backends(model, backends, check_inputs, calibration, root)
         bases: dict[str, dict[str, Any]] = {}
-        failed: dict[str, str] = {}
-        for name in backends:
+        for name in list(built):
             try:
-                cls = BACKENDS.get(name)
-                why = cls.unavailable()
-                if why:
-                    raise BackendUnavailable(why)
-                built[name] = cls().build(model, check_inputs, calibration, root / name)
                 bases[name] = {"size_bytes": built[name].size_bytes, "note": built[name].notes or None}
                 bases[name].update(_check(built[name], reference, check_inputs, threads[0]))
-            except BackendUnavailable as exc:  # cannot run here at all: skipped, with the reason
-                failed[name] = f"skipped: {str(exc).strip() or type(exc).__name__}"[:300]
-                built.pop(name, None)
-            except Exception as exc:  # build or check failed: report it for every row
+            except Exception as exc:  # the check failed: report it for every row
                 failed[name] = _reason(exc)
-                built.pop(name, None)
-        timed = _time_all(built, check_inputs, batch_sizes, threads, warmup, repeats)
+                built.pop(name)
+        timed = time_backends(built, check_inputs, batch_sizes, threads, warmup, repeats)
         for name in backends:
             for t in threads:
                 for bs in batch_sizes:

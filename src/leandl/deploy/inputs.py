@@ -34,12 +34,14 @@ class DeployInputs:
         calibration: calibration batches (empty when none are available).
         source: where the check batch came from: ``"synthetic"`` or the data set's name.
         calibration_source: ``"data NAME"``, ``"random (asked for)"`` or ``"none"``.
+        labels: the check batch's class labels (real data only), else ``None``.
     """
 
     check: torch.Tensor
     calibration: list[torch.Tensor]
     source: str
     calibration_source: str = "none"
+    labels: torch.Tensor | None = None
 
 
 def checkpoint_input_shape(path: str | Path, given: list[int] | None) -> tuple[int, ...]:
@@ -108,5 +110,6 @@ def deploy_inputs(sample_shape: tuple[int, ...], *, data: str | None = None, roo
                          f"expects {tuple(sample_shape)}", where="--data", fix="pick the data set the model was trained on")
     n = min(check_size, len(bundle.test))
     check = torch.stack([torch.as_tensor(bundle.test[i][0]) for i in range(n)]).float()
+    labels = torch.as_tensor([int(bundle.test[i][1]) for i in range(n)], dtype=torch.long)
     cal = calibration_batches(bundle.train, calibration, batch_size, seed=seed)
-    return DeployInputs(check, cal, data, f"data {data}")
+    return DeployInputs(check, cal, data, f"data {data}", labels)
