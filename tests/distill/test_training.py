@@ -142,3 +142,26 @@ def test_kd_student_moves_towards_teacher() -> None:
             gaps[use_kd] = float(torch.nn.functional.kl_div(student.eval()(x).log_softmax(-1),
                                                             teacher.eval()(x).softmax(-1), reduction="batchmean"))
     assert gaps[True] < gaps[False]
+
+
+def test_build_fusion_cohort_factory_round_trips_a_checkpoint(tmp_path) -> None:
+    import pytest
+    import torch
+
+    from leandl.checkpoint import load, save
+    from leandl.errors import ModelError
+    from leandl.models import create_model
+
+    name = "leandl.distill.fusion:build_fusion_cohort"
+    torch.manual_seed(0)
+    m = create_model(name, model="mnist1d_cnn", k=2, num_classes=10, input_shape=[1, 40],
+                     model_kwargs={"width": 8})
+    x = torch.randn(3, 1, 40)
+    outs = m.eval()(x)
+    assert len(outs) == 3 and all(o.shape == (3, 10) for o in outs)
+    assert not torch.equal(outs[0], outs[1])  # peers start different
+    save(m, tmp_path / "ffl")
+    back = load(tmp_path / "ffl", trust=True).eval()
+    torch.testing.assert_close(back(x)[-1], outs[-1])
+    with pytest.raises(ModelError, match="k >= 2"):
+        create_model(name, model="mnist1d_cnn", k=1, input_shape=[1, 40])

@@ -19,7 +19,7 @@ from __future__ import annotations
 from leandl.distill.attention import AttentionTransfer, attention_loss, attention_map
 from leandl.distill.dkd import DecoupledKD, dkd_loss, dkd_parts
 from leandl.distill.fitnet import FitNet, build_regressor, hint_loss
-from leandl.distill.fusion import FusionCohort, FusionLearning, FusionModule, fusion_loss
+from leandl.distill.fusion import FusionCohort, FusionLearning, FusionModule, build_fusion_cohort, fusion_loss
 from leandl.distill.kd import KnowledgeDistillation, kd_loss
 from leandl.distill.mutual import Cohort, MutualLearning, build_cohort, mutual_loss
 from leandl.distill.rkd import RelationalKD, rkd_angle_loss, rkd_distance_loss, rkd_loss
@@ -32,7 +32,7 @@ __all__ = [
     "hint_loss", "build_regressor", "FitNet", "attention_map", "attention_loss", "AttentionTransfer",
     "rkd_distance_loss", "rkd_angle_loss", "rkd_loss", "RelationalKD",
     "mutual_loss", "Cohort", "build_cohort", "MutualLearning",
-    "fusion_loss", "FusionModule", "FusionCohort", "FusionLearning",
+    "fusion_loss", "FusionModule", "FusionCohort", "FusionLearning", "build_fusion_cohort",
     "self_distill_loss", "SelfDistillation", "subclass_loss", "SubclassDistillation",
     "TeacherSet", "load_teacher", "combine_teachers", "confidence_weights",
 ]

@@ -15,11 +15,14 @@ When: online distillation without a teacher; deploy a peer (``peers[k]``) or the
 Cost: K peer passes + the fusion module. Hyper-parameters: T (3), ``rampup`` (fraction of
 training; the paper's 80 of 300 epochs ~ 0.27), ``weight`` (1).
 Peers must have leandl's backbone surface (``forward_features`` / ``forward_head``).
+Recipes: ``model: {name: "leandl.distill.fusion:build_fusion_cohort", kwargs: {model: mnist1d_cnn,
+k: 2}, trust: true}`` (or the same as a distill stage's ``student`` with ``loss: fusion``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +33,7 @@ from leandl.registry import LOSSES, TECHNIQUES
 from leandl.train.state import State
 from leandl.train.technique import Technique
 
-__all__ = ["fusion_loss", "FusionModule", "FusionCohort", "FusionLearning"]
+__all__ = ["build_fusion_cohort", "fusion_loss", "FusionModule", "FusionCohort", "FusionLearning"]
 
 
 @LOSSES.register("fusion")
@@ -108,6 +111,26 @@ class FusionCohort(nn.Module):
         feats = [p.forward_features(x) for p in self.peers]
         logits = [p.forward_head(f) for p, f in zip(self.peers, feats, strict=True)]
         return logits + [self.fusion(feats)]
+
+
+def build_fusion_cohort(*, model: str, k: int = 2, num_classes: int = 10, input_shape: Sequence[int] = (1, 40),
+                        model_kwargs: dict[str, Any] | None = None) -> FusionCohort:
+    """K peers of registry model ``model`` plus the fusion module (a checkpointable factory).
+
+    Use ``leandl.create_model("leandl.distill.fusion:build_fusion_cohort", model=..., k=...)``
+    so the cohort carries a build spec (its checkpoint loads with ``trust=True``: import path).
+    Each peer draws its initial weights from the global RNG in turn, so peers start different.
+    """
+    from leandl.models import create_model
+
+    if ":" in model:
+        raise ModelError(f"peer model '{model}' must be a registry name", where="build_fusion_cohort.model",
+                         fix="name one from `leandl list models` (e.g. mnist1d_cnn, resnet20)")
+    if k < 2:
+        raise ModelError(f"FFL needs k >= 2 peers, got {k}", where="build_fusion_cohort.k")
+    peers = [create_model(model, num_classes=num_classes, input_shape=list(input_shape), **(model_kwargs or {}))
+             for _ in range(k)]
+    return FusionCohort(peers, num_classes, tuple(input_shape))
 
 
 @TECHNIQUES.register("fusion")

@@ -8,7 +8,8 @@ Recipe keys (plus every training default, like a ``train`` stage)::
       teachers: [{checkpoint: A, weight: 2}, {checkpoint: B}]   # optional, more teachers
       weighting: fixed                    # or confidence (DLAD-style per-sample weights)
       student: {name: mlp, kwargs: {hidden: [64]}}              # optional
-      loss: kd                            # kd | dkd | fitnet | attention | rkd
+      loss: kd                            # kd | dkd | fitnet | attention | rkd (teacher losses)
+                                          # mutual | fusion | self | subclass (online, no teacher)
       loss_kwargs: {temperature: 4, alpha: 0.9}
       cache: null                         # teacher-logit cache; null = on when data is not augmented
       epochs: 20
@@ -23,6 +24,11 @@ Student: ``student`` builds a fresh registry model sized to the data (seeded wit
 seed); without it the student is the current model (``ctx.model``: e.g. the pruned model of
 an earlier ``prune`` stage, distilled from the unpruned ``{stage: 0}``). The stage's output
 (checkpoint, measurements, next stage's model) is the student.
+
+Online losses train without a teacher (giving one is an error): ``mutual`` (DML) needs a
+cohort student (``student: {name: cohort, kwargs: {model: mlp, k: 2}}``), ``fusion`` (FFL) a
+fusion cohort (``{name: fusion_cohort, kwargs: {model: mnist1d_cnn, k: 2}}``), ``self`` (BYOT)
+a multi-exit student (the model of an earlier ``exits`` stage), ``subclass`` (OSKD) any model.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ from leandl.train.trainer import Trainer
 
 __all__ = ["DistillStage", "DistillOptions", "TeacherConfig", "StudentConfig"]
 
-_LOSSES = ("kd", "dkd", "fitnet", "attention", "rkd")
+_TEACHER_LOSSES = ("kd", "dkd", "fitnet", "attention", "rkd")
+_ONLINE_LOSSES = ("mutual", "fusion", "self", "subclass")
+_LOSSES = _TEACHER_LOSSES + _ONLINE_LOSSES
 
 
 class TeacherConfig(Strict):
@@ -78,15 +86,19 @@ class DistillOptions(TrainOverrides):  # type: ignore[misc, valid-type]
     teachers: list[TeacherConfig] = Field(default_factory=list)
     weighting: Literal["fixed", "confidence"] = "fixed"
     student: StudentConfig | None = None
-    loss: Literal["kd", "dkd", "fitnet", "attention", "rkd"] = "kd"
+    loss: Literal["kd", "dkd", "fitnet", "attention", "rkd", "mutual", "fusion", "self", "subclass"] = "kd"
     loss_kwargs: dict[str, Any] = Field(default_factory=dict)
     cache: bool | None = None
     techniques: list[TechniqueEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _has_teacher(self) -> DistillOptions:
-        if self.teacher is None and not self.teachers:
-            raise ValueError("a distill stage needs 'teacher' (or 'teachers')")
+        online = self.loss in _ONLINE_LOSSES
+        if online and (self.teacher is not None or self.teachers):
+            raise ValueError(f"loss '{self.loss}' is online distillation (no teacher): remove 'teacher'/'teachers'")
+        if not online and self.teacher is None and not self.teachers:
+            raise ValueError(f"loss '{self.loss}' needs 'teacher' (or 'teachers'); online losses "
+                             f"({', '.join(_ONLINE_LOSSES)}) need none")
         return self
 
 
@@ -123,12 +135,17 @@ def build_distill_technique(ctx: RunContext, opts: DistillOptions) -> Any:
     from leandl.recipes.techniques import check_technique
 
     where = f"stages[{ctx.stage_index}]"
+    check_technique({"name": opts.loss, **opts.loss_kwargs}, f"{where}.loss_kwargs")
+    if opts.loss in _ONLINE_LOSSES:
+        try:
+            return TECHNIQUES.get(opts.loss)(**opts.loss_kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc), where=f"{where}.loss_kwargs", fix="correct the loss's arguments") from None
     entries = ([opts.teacher] if opts.teacher is not None else []) + list(opts.teachers)
     specs = [teacher_spec(ctx, t, f"{where}.teacher" if i == 0 and opts.teacher else f"{where}.teachers[{i}]")
              for i, t in enumerate(entries)]
     cache = opts.cache if opts.cache is not None else not bool(getattr(ctx.data, "augmented", False))
     tset = TeacherSet(specs, [t.weight for t in entries], opts.weighting, cache)
-    check_technique({"name": opts.loss, **opts.loss_kwargs}, f"{where}.loss_kwargs")
     try:
         return TECHNIQUES.get(opts.loss)(teacher=tset, **opts.loss_kwargs)
     except (TypeError, ValueError) as exc:
@@ -165,4 +182,5 @@ class DistillStage(Stage):
 
 
 def _specs_of(tech: Any) -> list[dict[str, Any]]:
-    return [s for s in tech.teacher_set.specs if isinstance(s, dict)]
+    tset = getattr(tech, "teacher_set", None)  # online losses have none
+    return [s for s in tset.specs if isinstance(s, dict)] if tset is not None else []
