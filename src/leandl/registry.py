@@ -121,6 +121,7 @@ _TECH_PROVIDERS = (
     "leandl.distill",
     "leandl.quantize",
     "leandl.dynamic",
+    "leandl.models.blocks",
 )
 
 MODELS: Registry[Callable[..., Any]] = Registry("model", ("leandl.models",))
@@ -129,7 +130,7 @@ TECHNIQUES: Registry[Any] = Registry("technique", _TECH_PROVIDERS)
 CRITERIA: Registry[Any] = Registry("criterion", ("leandl.prune",))
 STAGES: Registry[Any] = Registry("stage", ("leandl.recipes.stages",))
 EDITS: Registry[Callable[..., Any]] = Registry(
-    "structural edit", ("leandl.prune", "leandl.quantize", "leandl.dynamic")
+    "structural edit", ("leandl.prune", "leandl.quantize", "leandl.dynamic", "leandl.models.blocks")
 )
 BACKENDS: Registry[Any] = Registry("backend", ("leandl.deploy",))
 LOSSES: Registry[Callable[..., Any]] = Registry("loss", _TECH_PROVIDERS)
