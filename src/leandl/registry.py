@@ -124,7 +124,7 @@ _TECH_PROVIDERS = (
     "leandl.models.blocks",
 )
 
-MODELS: Registry[Callable[..., Any]] = Registry("model", ("leandl.models",))
+MODELS: Registry[Callable[..., Any]] = Registry("model", ("leandl.models", "leandl.nas"))
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset", ("leandl.data",))
 TECHNIQUES: Registry[Any] = Registry("technique", _TECH_PROVIDERS)
 CRITERIA: Registry[Any] = Registry("criterion", ("leandl.prune",))
