@@ -99,3 +99,13 @@ def test_condense_model_matches_the_masked_model():
     x = torch.randn(2, 1, 8, 8)
     before = model(x)
     torch.testing.assert_close(condense_model(model)(x), before, atol=1e-5, rtol=1e-5)
+
+
+def test_reachable_from_a_recipe():
+    from leandl.errors import ConfigError
+    from leandl.recipes.techniques import build_techniques, check_technique
+
+    cls, kwargs = check_technique({"name": "learned_group_conv", "lasso": 1e-5}, "stages[0].techniques[0]")
+    assert cls.name == "learned_group_conv" and build_techniques([{"name": "learned_group_conv", "lasso": 1e-5}], "stages[0]")[0].name == "learned_group_conv"
+    with pytest.raises(ConfigError, match="unknown argument"):
+        check_technique({"name": "learned_group_conv", "no_such_option": 1}, "stages[0].techniques[0]")

@@ -94,3 +94,13 @@ class _Both(Technique):
 
     def fit_end(self, state) -> None:
         self.a.fit_end(state)
+
+
+def test_reachable_from_a_recipe():
+    from leandl.errors import ConfigError
+    from leandl.recipes.techniques import build_techniques, check_technique
+
+    cls, kwargs = check_technique({"name": "softer_pruning", "ratio": 0.5, "decay": "cosine", "asymptotic": True}, "stages[0].techniques[0]")
+    assert cls.name == "softer_pruning" and build_techniques([{"name": "softer_pruning", "ratio": 0.5, "decay": "cosine", "asymptotic": True}], "stages[0]")[0].name == "softer_pruning"
+    with pytest.raises(ConfigError, match="unknown argument"):
+        check_technique({"name": "softer_pruning", "no_such_option": 1}, "stages[0].techniques[0]")

@@ -75,3 +75,13 @@ def test_two_stage_kd_beats_either_stage_alone_with_few_samples():
     assert all(after <= before for before, after in techs["two_stage"].block_mse)
     assert techs["two_stage"].block_mse[-1][1] < techs["two_stage"].block_mse[-1][0]
     assert kl["two_stage"] < kl["joint"] < kl["rtn"]
+
+
+def test_reachable_from_a_recipe():
+    from leandl.errors import ConfigError
+    from leandl.recipes.techniques import build_techniques, check_technique
+
+    cls, kwargs = check_technique({"name": "groupwise_quant", "bits": 3, "groups": 8, "block_steps": 50}, "stages[0].techniques[0]")
+    assert cls.name == "groupwise_quant" and build_techniques([{"name": "groupwise_quant", "bits": 3, "groups": 8, "block_steps": 50}], "stages[0]")[0].name == "groupwise_quant"
+    with pytest.raises(ConfigError, match="unknown argument"):
+        check_technique({"name": "groupwise_quant", "no_such_option": 1}, "stages[0].techniques[0]")

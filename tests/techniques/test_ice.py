@@ -68,3 +68,13 @@ def test_ice_pulls_classes_apart_in_embedding_space(blobs):
         assert res.metrics["val_accuracy"] >= 0.9
         margins[name] = _margin(model, val)
     assert margins["ice"] > margins["ce"] + 0.05
+
+
+def test_reachable_from_a_recipe():
+    from leandl.errors import ConfigError
+    from leandl.recipes.techniques import build_techniques, check_technique
+
+    cls, kwargs = check_technique({"name": "ice", "scale": 8.0, "weight": 0.5}, "stages[0].techniques[0]")
+    assert cls.name == "ice" and build_techniques([{"name": "ice", "scale": 8.0, "weight": 0.5}], "stages[0]")[0].name == "ice"
+    with pytest.raises(ConfigError, match="unknown argument"):
+        check_technique({"name": "ice", "no_such_option": 1}, "stages[0].techniques[0]")

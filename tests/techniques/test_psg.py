@@ -79,3 +79,13 @@ def test_psg_refuses_autocast_and_bad_arguments(mlp, blobs):
                 techniques=[PSG()]).fit()
     with pytest.raises(ValueError, match="msb_bits"):
         PSG(bits=4, msb_bits=4)
+
+
+def test_reachable_from_a_recipe():
+    from leandl.errors import ConfigError
+    from leandl.recipes.techniques import build_techniques, check_technique
+
+    cls, kwargs = check_technique({"name": "psg", "threshold": 1e-4, "msb_bits": 3}, "stages[0].techniques[0]")
+    assert cls.name == "psg" and build_techniques([{"name": "psg", "threshold": 1e-4, "msb_bits": 3}], "stages[0]")[0].name == "psg"
+    with pytest.raises(ConfigError, match="unknown argument"):
+        check_technique({"name": "psg", "no_such_option": 1}, "stages[0].techniques[0]")

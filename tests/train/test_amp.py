@@ -113,3 +113,15 @@ def test_bad_precision_is_refused():
     with pytest.raises(ValidationError, match="precision"):
         TrainDefaults(precision="int8")
     assert TrainOverrides(precision="bf16").precision == "bf16"
+
+
+def test_recipe_precision_reaches_the_trainer(tmp_path):
+    import leandl
+    from tests_helpers import fast_recipe
+
+    recipe = fast_recipe()
+    recipe["defaults"].update({"epochs": 1, "precision": "fp16"})
+    recipe["measure"] = {"batch_sizes": [1], "repeats": 1, "warmup": 0, "latency": False, "energy": False}
+    recipe["stages"] = [{"kind": "train", "precision": "bf16"}]  # the stage overrides the defaults
+    summary = leandl.run(recipe, out=tmp_path / "run")
+    assert summary["stages"][0]["metrics"]["precision"] == "bf16"
