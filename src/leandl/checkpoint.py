@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from leandl.errors import CheckpointError
-from leandl.serialization import (as_os_error, atomic_dir, check_member_file, check_safetensors,
+from leandl.serialization import (as_os_error, atomic_dir, check_member_file, check_safetensors, crash_point,
                                   read_json_bounded, resolve_dir)
 from leandl.spec import get_edits, get_spec, replay_edits
 
@@ -123,6 +123,7 @@ def save(
                                   where=str(path), fix="free disk space or choose another "
                                                        "directory; the old checkpoint, if "
                                                        "any, is untouched") from exc
+        crash_point("checkpoint.weights", f"{path.parent.name}/{path.name}")
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -358,13 +359,26 @@ def _fit_problems(model: nn.Module, tensors: dict[str, torch.Tensor]) -> list[st
     unexpected = [k for k in tensors if k not in expected]
     shapes = [f"{k} (file {list(tensors[k].shape)}, model {list(v)})" for k, v in expected.items()
               if k in tensors and tuple(tensors[k].shape) != v]
+    kinds = {k: _dtype_kind(v.dtype) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    dtypes = [f"{k} (file {str(tensors[k].dtype).replace('torch.', '')}, model "
+              f"{str(v.dtype).replace('torch.', '')})" for k, v in model.state_dict().items()
+              if isinstance(v, torch.Tensor) and k in tensors and _dtype_kind(tensors[k].dtype) != kinds[k]]
     problems = []
     for label, names in (("missing from the file", missing), ("not in the model", unexpected),
-                         ("with a different shape", shapes)):
+                         ("with a different shape", shapes), ("of another kind of dtype", dtypes)):
         if names:
             shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
             problems.append(f"{len(names)} tensor(s) {label}: {shown}")
     return problems
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    """``float``, ``complex``, ``bool`` or ``int``: a saved tensor may change precision, not kind."""
+    if dtype.is_floating_point:
+        return "float"
+    if dtype.is_complex:
+        return "complex"
+    return "bool" if dtype == torch.bool else "int"
 
 
 def _check_fit(model: nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:

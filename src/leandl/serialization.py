@@ -29,7 +29,7 @@ from leandl.errors import CheckpointError
 
 __all__ = ["save_tree", "load_tree", "atomic_dir", "atomic_write_text", "fsync_dir", "resolve_dir",
            "write_safetensors", "as_os_error", "clean_stale", "check_safetensors", "check_member_file",
-           "read_json_bounded", "MAX_HEADER_BYTES", "MAX_TENSORS", "MAX_JSON_BYTES"]
+           "read_json_bounded", "MAX_HEADER_BYTES", "MAX_TENSORS", "MAX_JSON_BYTES", "crash_point"]
 
 # Bounds on what a hostile file may make a reader allocate (see check_safetensors).
 MAX_HEADER_BYTES = 16 << 20  # a safetensors JSON header; about 100 bytes per tensor
@@ -45,6 +45,37 @@ _OS_CODE = re.compile(r"os error (\d+)|code: (\d+)")
 _T = "__tensor__"
 _INT_KEYS = "__int_keys__"
 _TUPLE = "__tuple__"
+
+
+_crash_seen: dict[str, int] = {}
+
+
+def crash_point(point: str, target: str = "") -> None:
+    """Test hook: kill this process with a real SIGKILL at a named point; inert by default.
+
+    With ``LEANDL_CRASH_AT=POINT[@TARGET][:N]`` in the environment, the N-th call (default 1)
+    naming ``POINT`` (and ``TARGET``, when given: the whole label such as ``01-train/model``, or
+    its last components such as ``recipe.yaml``) sends ``SIGKILL`` to the process itself, so a
+    crash test stops a real run between the steps of an atomic write or of a stage,
+    deterministically. Without the variable it returns at once. Points:
+    ``atomic_dir.{written,synced,old_moved,renamed}`` (label ``PARENT/NAME``),
+    ``atomic_text.{partial,synced,replaced}`` (``PARENT/NAME``), ``safetensors.partial`` (half a
+    weights file written), ``checkpoint.weights`` (weights written, ``leandl.json`` not yet), and
+    the runner's ``stage.{start,ran,measured,saved}`` (the stage directory name) and
+    ``run.{summary,report,reported}``.
+    """
+    spec = os.environ.get("LEANDL_CRASH_AT")
+    if not spec:
+        return
+    want, _, nth = spec.rpartition(":") if spec.rpartition(":")[2].isdigit() else (spec, "", "1")
+    name, _, where = want.partition("@")
+    if name != point or (where and target != where and not target.endswith("/" + where)):
+        return
+    _crash_seen[spec] = _crash_seen.get(spec, 0) + 1
+    if _crash_seen[spec] == int(nth):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _flatten(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
@@ -105,7 +136,10 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path) -> Non
     """
     data = _safetensors_bytes(tensors)
     with open(path, "wb") as fh:
-        fh.write(data)
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        crash_point("safetensors.partial", Path(path).name)
+        fh.write(data[len(data) // 2:])
         fh.flush()
 
 
@@ -304,15 +338,20 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    label = f"{target.parent.name}/{target.name}"
     try:
         yield tmp
+        crash_point("atomic_dir.written", label)
         _fsync_tree(tmp)
+        crash_point("atomic_dir.synced", label)
         old = None
         if target.exists():
             old = target.parent / f"{target.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(target, old)
+            crash_point("atomic_dir.old_moved", label)
         os.rename(tmp, target)
         fsync_dir(target.parent)
+        crash_point("atomic_dir.renamed", label)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -334,13 +373,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    label = f"{path.parent.name}/{path.name}"
     try:
         with open(tmp, "w") as fh:
-            fh.write(text)
+            fh.write(text[: len(text) // 2])
+            fh.flush()
+            crash_point("atomic_text.partial", label)
+            fh.write(text[len(text) // 2:])
             fh.flush()
             os.fsync(fh.fileno())
+        crash_point("atomic_text.synced", label)
         os.replace(tmp, path)
         fsync_dir(path.parent)
+        crash_point("atomic_text.replaced", label)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -9,6 +9,8 @@ integer kernels for quantized models).
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,12 @@ def make_session(path: str | Path, threads: int | None = None) -> Any:
     # eager PyTorch); spinning on after a run had made alternating timings wrong.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
     opts.add_session_config_entry("session.force_spinning_stop", "1")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ModelError(f"cannot read the ONNX file ({exc.strerror or exc})", where=str(path)) from None
+    if not stat.S_ISREG(mode):  # ONNX Runtime would block on a FIFO and read a device forever
+        raise ModelError("not a regular file (a directory, FIFO or device); refusing to open it", where=str(path))
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception classes
@@ -92,7 +100,13 @@ class OrtModule:
             feed = feed_dict(feed_from, self.input_names)
         except ValueError as exc:
             raise ModelError(str(exc), where=str(self.path)) from exc
-        out = self.session.run(None, feed)
+        try:
+            out = self.session.run(None, feed)
+        except Exception as exc:  # onnxruntime's InvalidArgument / Fail / RuntimeError for bad inputs
+            takes = ", ".join(f"{i.name}: {i.type} {i.shape}" for i in self.session.get_inputs())
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ModelError(f"ONNX Runtime rejected the inputs ({first})", where=str(self.path),
+                             fix=f"the graph takes {takes}") from exc
         if self.outputs == "first" or len(out) == 1:
             return torch.from_numpy(out[0])
         return {n: torch.from_numpy(o) for n, o in zip(self.output_names, out)}

@@ -153,6 +153,8 @@ def _yaml_load(text: str, source: str) -> dict[str, Any]:
 def _read(recipe: str | Path) -> tuple[dict[str, Any], str]:
     path = Path(recipe)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.exists() and not path.is_file():  # a directory, FIFO or device: never opened
+            raise UsageError(f"the recipe {path} is not a regular file", fix="give a path to a YAML file")
         if not path.is_file():
             raise UsageError(f"recipe file not found: {path}",
                              fix="give a path to a YAML file or a built-in name (`leandl recipes` lists them)")

@@ -46,7 +46,7 @@ from leandl.recipes.rundir import (
 )
 from leandl.recipes.schema import MAX_SEED, Recipe
 from leandl.registry import STAGES
-from leandl.serialization import as_os_error, clean_stale
+from leandl.serialization import as_os_error, clean_stale, crash_point
 from leandl.train.metrics_log import MetricsLogger
 from leandl.train.signals import STOP_SIGNALS, TrainingInterrupted, stop_immediately
 
@@ -177,8 +177,11 @@ def _run_stages(rec: Recipe, out_dir: Path, resume: bool, dist: DistInfo) -> dic
             raise TrainingInterrupted(STOP_SIGNALS.name, -1, None, before="")
         summary = _summary(rec, ctx, time.perf_counter() - t0)
         if dist.is_main:
+            crash_point("run.summary")
             write_json(out_dir / "summary.json", summary)
+            crash_point("run.report")
             _write_report(out_dir)
+            crash_point("run.reported")
         logger.log({"event": "run_end", "seconds": summary["total_seconds"]})
     if STOP_SIGNALS.requested:  # while the report was written
         raise TrainingInterrupted(STOP_SIGNALS.name, -1, None, before="")
@@ -202,9 +205,11 @@ def _run_stage(ctx: RunContext, index: int, kind: str) -> None:
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     stage = STAGES.get(kind)(stage_options(ctx.recipe, index))
     ctx.logger.log({"event": "stage_start", "stage": name})
+    crash_point("stage.start", name)
     t0 = time.perf_counter()
     result = stage.run(ctx)
     seconds = time.perf_counter() - t0
+    crash_point("stage.ran", name)
     ctx.model = result.model
     ctx.artifacts.update(result.artifacts)
     metrics = dict(result.metrics)
@@ -230,7 +235,9 @@ def _run_stage(ctx: RunContext, index: int, kind: str) -> None:
     info = {"index": index, "kind": kind, "name": getattr(stage.options, "name", None) or kind, "dir": name,
             "metrics": metrics, "artifacts": result.artifacts}
     if ctx.is_main:
+        crash_point("stage.measured", name)
         save(result.model, ctx.stage_dir / "model", metrics=metrics)
+        crash_point("stage.saved", name)
         write_json(done, info)
     ctx.summaries.append(info)
     ctx.logger.log({"event": "stage_end", "stage": name, "metrics": metrics})
