@@ -125,3 +125,15 @@ def test_recipe_precision_reaches_the_trainer(tmp_path):
     recipe["stages"] = [{"kind": "train", "precision": "bf16"}]  # the stage overrides the defaults
     summary = leandl.run(recipe, out=tmp_path / "run")
     assert summary["stages"][0]["metrics"]["precision"] == "bf16"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision,dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_amp_on_cuda(mlp, blobs, precision, dtype):
+    rec = Record()
+    t = Trainer(mlp, _cfg(precision, epochs=15), train_data=blobs[0], val_data=blobs[1], num_classes=3,
+                techniques=[Overflow(), rec] if precision == "fp16" else [rec], device="cuda")
+    res = t.fit()
+    assert set(rec.dtypes) == {dtype} and res.metrics["val_accuracy"] >= 0.95
+    assert res.metrics.get("amp_steps_skipped", 0) == (1 if precision == "fp16" else 0)
