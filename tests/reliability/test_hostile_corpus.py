@@ -354,10 +354,11 @@ def _image_folder(tmp: Path, name: str, make: Callable[[Path], None]) -> Callabl
         d.mkdir(parents=True)
         Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(d / "ok.png")
     make(tmp / "imagefolder" / "train" / "a" / name)
-    return lambda: load_data("imagefolder", root=str(tmp), image_size=8)
+    return lambda: load_data("imagefolder", root=str(tmp / "imagefolder"), image_size=8)
 
 
 IMAGES = {
+    "bomb-png-10000": ("bomb.png", lambda p: p.write_bytes(_png_header(10000, 10000))),
     "bomb-png-20000": ("bomb.png", lambda p: p.write_bytes(_png_header(20000, 20000))),
     "bomb-png-60000": ("bomb.png", lambda p: p.write_bytes(_png_header(60000, 60000))),
     "bomb-png-wide": ("wide.png", lambda p: p.write_bytes(_png_header(2**31 - 1, 1))),

@@ -114,6 +114,9 @@ def safe_extract(archive: str | Path, dest: str | Path, *, max_bytes: int = MAX_
             overwrote in an existing ``dest`` are not restored).
     """
     archive, dest = Path(archive), Path(dest)
+    if archive.exists() and not archive.is_file():  # a FIFO would block, a device never end
+        raise DataError("the archive is not a regular file (a directory, FIFO or device); refusing to read it",
+                        str(archive))
     if not archive.is_file():
         raise DataError("archive not found", str(archive))
     created: list[Path] = []
