@@ -5,7 +5,9 @@ the search space (:mod:`leandl.nas.space`); normal and reduction cells share one
 each (``(edges, ops)`` logits). Training alternates, per step, (1) an architecture step on a
 batch of the *search-validation* half of the training split, ``alpha <- Adam(grad_alpha L_val)``,
 and (2) a weight step on a batch of the *search-train* half, ``w <- SGD(grad_w L_train)``
-(first-order DARTS: ``L_val`` is taken at the current ``w``, no unrolled step).
+(first-order DARTS: ``L_val`` is taken at the current ``w``, no unrolled step). The first
+``arch_warmup`` epochs train the weights only (PC-DARTS's warm-up), so parameter-free ops
+(pooling, skip) do not win merely because the convolutions have not learned anything yet.
 
 Resource awareness (optional, ``macs_weight > 0``): the architecture loss adds
 ``macs_weight * E[MACs](alpha) / max_macs`` with ``E[MACs] = sum_edges sum_o softmax(alpha)_o
@@ -125,6 +127,7 @@ class SearchConfig:
     """Settings of :func:`darts_search` (defaults: see the module docstring)."""
 
     epochs: int = 10
+    arch_warmup: int = 0
     batch_size: int = 64
     width: int = 8
     cells: int = 3
@@ -147,7 +150,7 @@ class SearchConfig:
 
     def check(self) -> None:
         """Refuse out-of-range settings, naming the field."""
-        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "width": self.width >= 2,
+        checks = {"epochs": self.epochs >= 1, "arch_warmup": 0 <= self.arch_warmup < self.epochs, "batch_size": self.batch_size >= 1, "width": self.width >= 2,
                   "lr": self.lr > 0, "arch_lr": self.arch_lr > 0, "macs_weight": self.macs_weight >= 0,
                   "kd_beta": 0 <= self.kd_beta <= 1, "kd_temperature": self.kd_temperature > 0}
         for name, ok in checks.items():
@@ -184,7 +187,7 @@ def darts_search(train: Any, input_shape: Sequence[int], num_classes: int, cfg: 
     """First-order DARTS on a dataset of ``(x, y)`` pairs; half trains weights, half the alphas.
 
     Args:
-        train: the training split (a ``Dataset`` of ``(x, y)``); it is split in two at random.
+        train: the training split (a ``Dataset`` of ``(x, y, ...)``); it is split in two at random.
         input_shape: one sample's shape.
         num_classes: number of classes.
         cfg: search settings.
@@ -216,14 +219,15 @@ def darts_search(train: Any, input_shape: Sequence[int], num_classes: int, cfg: 
     for epoch in range(cfg.epochs):
         net.train()
         tot = cnt = 0.0
-        for (xw, yw), (xa, ya) in zip(lw, la, strict=False):
-            xw, yw, xa, ya = xw.to(dev), yw.to(dev), xa.to(dev), ya.to(dev)
-            a_opt.zero_grad(set_to_none=True)
-            la_loss = _loss(net, xa, ya, teacher, cfg)
-            if tables is not None:
-                la_loss = la_loss + cfg.macs_weight * net.expected_macs(tables) / float(cfg.max_macs)
-            la_loss.backward()
-            a_opt.step()
+        for bw, ba in zip(lw, la, strict=False):  # samples are (x, y) or leandl's (x, y, index)
+            xw, yw, xa, ya = bw[0].to(dev), bw[1].to(dev), ba[0].to(dev), ba[1].to(dev)
+            if epoch >= cfg.arch_warmup:
+                a_opt.zero_grad(set_to_none=True)
+                la_loss = _loss(net, xa, ya, teacher, cfg)
+                if tables is not None:
+                    la_loss = la_loss + cfg.macs_weight * net.expected_macs(tables) / float(cfg.max_macs)
+                la_loss.backward()
+                a_opt.step()
             w_opt.zero_grad(set_to_none=True)
             lw_loss = _loss(net, xw, yw, teacher, cfg)
             lw_loss.backward()

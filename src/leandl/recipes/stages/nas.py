@@ -38,6 +38,7 @@ class NASOptions(TrainOptions):  # type: ignore[misc, valid-type]
     """Options of a ``nas`` stage (plus every training override and techniques for the retraining)."""
 
     search_epochs: int = Field(8, ge=1, le=10_000)
+    arch_warmup: int = Field(0, ge=0, le=10_000)
     search_width: int = Field(8, ge=2, le=1024)
     search_batch_size: int = Field(64, ge=1, le=1 << 16)
     cells: int = Field(3, ge=1, le=64)
@@ -75,7 +76,7 @@ class NASStage(Stage):
         target = opts.max_macs or float(count_macs(incoming, torch.zeros(1, *shape, device=ctx.device)).total)
         teacher = incoming if opts.kd else None
         ops = check_ops(opts.ops or list(PRIMITIVES), where=f"stages[{ctx.stage_index}].ops")
-        cfg = SearchConfig(epochs=opts.search_epochs, batch_size=opts.search_batch_size, width=opts.search_width,
+        cfg = SearchConfig(epochs=opts.search_epochs, arch_warmup=opts.arch_warmup, batch_size=opts.search_batch_size, width=opts.search_width,
                            cells=opts.cells, nodes=opts.nodes, ops=ops, pool=opts.pool, arch_lr=opts.arch_lr,
                            macs_weight=opts.macs_weight, max_macs=target, kd_beta=opts.kd_beta,
                            kd_temperature=opts.kd_temperature, seed=ctx.recipe.seed, device=str(ctx.device))
