@@ -31,14 +31,39 @@ def test_scale_filters_multiplies_only_the_pruned_producers() -> None:
     scores = M.criterion_scores(model, groups, "l2")
     masks = M.masks_from_scores(scores, M.prune_counts(scores, 0.5))
     g = groups[0].name
-    conv, bn = model.get_submodule(g), model[1]
-    w0, b0, gamma0 = conv.weight.detach().clone(), conv.bias.detach().clone(), bn.weight.detach().clone()
+    conv = model.get_submodule(g)
+    gamma0 = model.get_submodule(str(int(g) + 1)).weight.detach().clone()
+    with torch.no_grad():
+        model.get_submodule(str(int(g) + 1)).weight.uniform_(0.5, 1.5)
+    gamma0 = model.get_submodule(str(int(g) + 1)).weight.detach().clone()
+    w0, b0 = conv.weight.detach().clone(), conv.bias.detach().clone()
     scale_filters_(model, groups, masks, 0.25)
     pruned, kept = ~masks[g], masks[g]
     torch.testing.assert_close(conv.weight.detach()[pruned], 0.25 * w0[pruned])
     torch.testing.assert_close(conv.bias.detach()[pruned], 0.25 * b0[pruned])
     assert torch.equal(conv.weight.detach()[kept], w0[kept])
-    assert torch.equal(bn.weight.detach(), gamma0)  # norm layers untouched (as SFP)
+    bn = model.get_submodule(str(int(g) + 1))  # the BN after the conv: its affine decays too
+    torch.testing.assert_close(bn.weight.detach()[pruned], 0.25 * gamma0[pruned])
+    assert torch.equal(bn.weight.detach()[kept], gamma0[kept])
+    gamma1 = bn.weight.detach().clone()
+    scale_filters_(model, groups, masks, 0.5, norms=False)  # filter-only form: norm layers untouched
+    assert torch.equal(bn.weight.detach(), gamma1)
+
+
+def test_decaying_the_filter_alone_is_undone_by_batch_norm():
+    """Why the BN affine decays too: BN(alpha * conv(x)) == BN(conv(x)) with batch statistics."""
+    model = _net().train()
+    x = torch.randn(8, 1, 6, 6)
+    groups = M.discover_groups(model, x)
+    scores = M.criterion_scores(model, groups, "l2")
+    masks = M.masks_from_scores(scores, M.prune_counts(scores, 0.5))
+    with torch.no_grad():
+        y0 = model(x)
+        scale_filters_(model, groups, masks, 0.1, norms=False)
+        filter_only = float((model(x) - y0).abs().max())  # only BN's eps sees the scale
+        scale_filters_(model, groups, masks, 0.1, norms=True)
+        with_norm = float((model(x) - y0).abs().max())
+    assert filter_only < 0.01 and with_norm > 10 * filter_only
 
 
 class PrunedNorm(Technique):
