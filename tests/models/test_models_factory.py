@@ -51,7 +51,7 @@ def test_list_models_pattern() -> None:
                                       "resnet50", "resnet56"]
     assert list_models("wrn*_2") == ["wrn16_2", "wrn40_2"]
     assert list_models("nothing*") == []
-    assert len(list_models()) == 18  # + condensenet_tiny
+    assert len(list_models()) == 19  # + condensenet_tiny, nas_cellnet
 
 
 def test_is_registry_name() -> None:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from leandl.errors import ConfigError
+from leandl.models._common import Backbone, ClassifierHead
 from leandl.nas.space import _layers
 
 __all__ = ["edge_list", "reduction_plan", "Cell", "MacroNet", "out_size"]
@@ -75,8 +76,13 @@ class Cell(nn.Module):
         return torch.stack(used).sum(0)
 
 
-class MacroNet(nn.Module):
-    """Stem, cells, classifier (see the module docstring); ``cell_factory(k, c_in, c, reduction)``."""
+class MacroNet(Backbone):
+    """Stem, cells ``cell0..cell{n-1}``, ReLU, classifier head (see the module docstring).
+
+    ``cell_factory(k, c_in, c, reduction)`` builds cell ``k``. The leandl model surface
+    (``forward_features``, ``forward_head``, ``exit_points`` after every cell) comes from
+    :class:`leandl.models._common.Backbone`.
+    """
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, width: int, cells: int, pool: bool,
                  cell_factory: Callable[[int, int, int, bool], Cell]) -> None:
@@ -87,24 +93,29 @@ class MacroNet(nn.Module):
         if width < 2 or width % 2:
             raise ConfigError(f"width must be even and >= 2, got {width}", where="nas.width")
         self.stem = nn.Sequential(conv(in_c, width, 3, 1, 1, bias=False), bn(width))
-        plan, c, blocks = reduction_plan(cells), width, []
+        plan, c = reduction_plan(cells), width
         for k, red in enumerate(plan):
             c_out = 2 * c if red else c
-            blocks.append(cell_factory(k, c, c_out, red))
+            setattr(self, f"cell{k}", cell_factory(k, c, c_out, red))
             c = c_out
-        self.cells = nn.ModuleList(blocks)
-        self.pool = pool
+        self.num_cells = cells
+        self.act = nn.ReLU(inplace=False)
         reds = sum(plan)
         flat = c if pool else c * int(torch.tensor([out_size(s, reds) for s in spatial]).prod())
-        self.relu = nn.ReLU(inplace=False)
-        self.fc = nn.Linear(flat, num_classes)
+        self.head = ClassifierHead(flat, num_classes, pool=("1d" if dims == 1 else "2d") if pool else "none")
+        names = tuple(f"cell{k}" for k in range(cells))
+        self._chain = ("stem", *names, "act")
+        self.exit_points = names
+        self.feature_layout = "ncl" if dims == 1 else "nchw"
 
-    def features(self, x: Tensor, weights: Sequence[Tensor | None] | None = None) -> Tensor:
+    @property
+    def cells(self) -> list[Cell]:
+        """The cells in forward order."""
+        return [getattr(self, f"cell{k}") for k in range(self.num_cells)]
+
+    def features_weighted(self, x: Tensor, weights: Sequence[Tensor]) -> Tensor:
+        """``forward_features`` with per-cell mixed-op weights (the search supernet's forward)."""
         h = self.stem(x)
-        for k, cell in enumerate(self.cells):
-            h = cell(h, None if weights is None else weights[k])
-        h = self.relu(h)
-        return h.flatten(2).mean(-1) if self.pool else h.flatten(1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x))
+        for cell, w in zip(self.cells, weights, strict=True):
+            h = cell(h, w)
+        return self.act(h)

@@ -84,7 +84,7 @@ class SearchNet(MacroNet):
 
     def forward(self, x: Tensor) -> Tensor:
         wn, wr = F.softmax(self.alpha_normal, -1), F.softmax(self.alpha_reduce, -1)
-        return self.fc(self.features(x, [wr if c.reduction else wn for c in self.cells]))
+        return self.forward_head(self.features_weighted(x, [wr if c.reduction else wn for c in self.cells]))
 
     def genotype(self) -> dict[str, Any]:
         """The discrete cell DARTS derives from the current alphas."""
@@ -150,7 +150,8 @@ class SearchConfig:
 
     def check(self) -> None:
         """Refuse out-of-range settings, naming the field."""
-        checks = {"epochs": self.epochs >= 1, "arch_warmup": 0 <= self.arch_warmup < self.epochs, "batch_size": self.batch_size >= 1, "width": self.width >= 2,
+        checks = {"epochs": self.epochs >= 1, "arch_warmup": 0 <= self.arch_warmup < self.epochs,
+                  "batch_size": self.batch_size >= 1, "width": self.width >= 2,
                   "lr": self.lr > 0, "arch_lr": self.arch_lr > 0, "macs_weight": self.macs_weight >= 0,
                   "kd_beta": 0 <= self.kd_beta <= 1, "kd_temperature": self.kd_temperature > 0}
         for name, ok in checks.items():

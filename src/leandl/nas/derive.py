@@ -16,6 +16,7 @@ without pickle. :func:`fit_width` picks the widest network whose MACs stay withi
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,7 +30,7 @@ from leandl.nas.cell import Cell, MacroNet, edge_list
 from leandl.nas.space import build_op, check_ops
 from leandl.registry import MODELS
 
-__all__ = ["derive_genotype", "check_genotype", "CellNet", "nas_cellnet", "fit_width", "cellnet_macs"]
+__all__ = ["DEFAULT_GENOTYPE", "derive_genotype", "check_genotype", "CellNet", "nas_cellnet", "fit_width", "cellnet_macs"]
 
 
 def derive_genotype(alphas: dict[str, Tensor], ops: Sequence[str], nodes: int, top_k: int = 2) -> dict[str, Any]:
@@ -84,8 +85,6 @@ def check_genotype(genotype: Any) -> dict[str, Any]:
 class CellNet(MacroNet):
     """The network of a derived genotype (stem, ``cells`` cells, classifier)."""
 
-    feature_layout = "ncl"
-
     def __init__(self, input_shape: Sequence[int], num_classes: int, genotype: dict[str, Any], width: int,
                  cells: int, pool: bool) -> None:
         g = check_genotype(genotype)
@@ -98,16 +97,24 @@ class CellNet(MacroNet):
                         lambda j, i, s: build_op(ops[(j, i)], c, s, dims, affine=True))
 
         super().__init__(input_shape, num_classes, width, cells, pool, cell)
-        self.feature_layout = "ncl" if dims == 1 else "nchw"
+
+
+# A hand-written cell (not a search result), used when no genotype is given.
+DEFAULT_GENOTYPE: dict[str, Any] = {
+    "nodes": 2,
+    "normal": [["sep_conv_3", 0, 1], ["conv_3", 0, 2], ["skip", 1, 2]],
+    "reduce": [["max_pool_3", 0, 1], ["sep_conv_3", 0, 2], ["skip", 1, 2]],
+}
 
 
 @MODELS.register("nas_cellnet")
-def nas_cellnet(*, genotype: dict[str, Any], num_classes: int = 10, input_shape: Sequence[int] = (1, 40),
+def nas_cellnet(*, genotype: dict[str, Any] | None = None, num_classes: int = 10, input_shape: Sequence[int] = (1, 40),
                 width: int = 16, cells: int = 3, pool: bool = False) -> CellNet:
     """A network of cells found by leandl's differentiable search (DARTS, arXiv 1806.09055).
 
     Args:
-        genotype: the derived cell (see :func:`derive_genotype`), plain JSON.
+        genotype: the derived cell (see :func:`derive_genotype`), plain JSON; default
+            ``DEFAULT_GENOTYPE``, a hand-written cell.
         num_classes: number of classes.
         input_shape: one sample, ``(C, L)`` or ``(C, H, W)``.
         width: channels after the stem (doubled by every reduction cell).
@@ -116,7 +123,8 @@ def nas_cellnet(*, genotype: dict[str, Any], num_classes: int = 10, input_shape:
     """
     shape = tuple(int(s) for s in input_shape)
     check_input_shape("nas_cellnet", shape, ndim=len(shape) - 1 if len(shape) in (2, 3) else 1)
-    return CellNet(shape, num_classes, genotype, int(width), int(cells), bool(pool))
+    g = copy.deepcopy(DEFAULT_GENOTYPE) if genotype is None else genotype
+    return CellNet(shape, num_classes, g, int(width), int(cells), bool(pool))
 
 
 def cellnet_macs(genotype: dict[str, Any], width: int, input_shape: Sequence[int], num_classes: int = 10,
