@@ -122,8 +122,9 @@ def run_one(seed: int, rec: dict, train_epochs: int, stage_epochs: int, rounds: 
         return fn
 
     load = os.getloadavg()[0]
-    cmp = compare_latency({"backbone": chunks(plain), "exits_static": lambda x: predict_in_batches(me, x, bs, pol.thresholds),
-                           "ddi_gates": chunks(gated)}, x_test, rounds=rounds, warmup=1, repeats=3, threads=1)
+    variants = {"backbone": chunks(plain), "exits_static": lambda x: predict_in_batches(me, x, bs, pol.thresholds),
+                "ddi_gates": chunks(gated)}
+    cmp = compare_latency(variants, x_test, rounds=rounds, warmup=1, repeats=3, threads=1)
     load = (load + os.getloadavg()[0]) / 2
     return {
         "backbone": {"test_accuracy": full_acc, "macs_fraction": 1.0, "wall_ms": cmp.median_ms["backbone"],
@@ -161,7 +162,8 @@ def main() -> None:
              "train_epochs": train_epochs, "stage_epochs": stage_epochs,
              "loadavg_1min": [r["loadavg_1min"] for r in runs]}
     units = {"test_accuracy": "fraction", "macs_fraction": "fraction of backbone MACs per input (mean)",
-             "wall_ms": "ms per pass over 1000 test inputs (median)", "speedup_vs_backbone": "x (median of round ratios)",
+             "wall_ms": "ms per pass over 1000 test inputs (median)",
+             "speedup_vs_backbone": "x (median of round ratios)",
              "train_seconds": "s", "macs_fraction_p10": "fraction", "macs_fraction_p90": "fraction"}
     rows = []
     for method in ("backbone", "exits_static", "ddi_gates"):

@@ -90,8 +90,8 @@ def main() -> None:
     t0, runs = time.perf_counter(), []
     for s in range(seeds):
         runs.append(run_one(s, epochs, search_epochs))
-        print(f"seed {s}: " + ", ".join(f"{m} acc {r['test_accuracy']:.4f} macs {r['macs']}" for m, r in runs[-1].items()),
-              flush=True)
+        done = ", ".join(f"{m} acc {r['test_accuracy']:.4f} macs {r['macs']}" for m, r in runs[-1].items())
+        print(f"seed {s}: {done}", flush=True)
     extra = {"data": "mnist1d (5000 samples: 3601 train, 399 val, 1000 test)", "epochs": epochs,
              "search_epochs": search_epochs, "search": "first-order DARTS, supernet width 8, 3 cells x 2 nodes",
              "ops": OPS, "threads": 1}

@@ -76,7 +76,8 @@ class NASStage(Stage):
         target = opts.max_macs or float(count_macs(incoming, torch.zeros(1, *shape, device=ctx.device)).total)
         teacher = incoming if opts.kd else None
         ops = check_ops(opts.ops or list(PRIMITIVES), where=f"stages[{ctx.stage_index}].ops")
-        cfg = SearchConfig(epochs=opts.search_epochs, arch_warmup=opts.arch_warmup, batch_size=opts.search_batch_size, width=opts.search_width,
+        cfg = SearchConfig(epochs=opts.search_epochs, arch_warmup=opts.arch_warmup,
+                           batch_size=opts.search_batch_size, width=opts.search_width,
                            cells=opts.cells, nodes=opts.nodes, ops=ops, pool=opts.pool, arch_lr=opts.arch_lr,
                            macs_weight=opts.macs_weight, max_macs=target, kd_beta=opts.kd_beta,
                            kd_temperature=opts.kd_temperature, seed=ctx.recipe.seed, device=str(ctx.device))
