@@ -256,13 +256,18 @@ def _check_finite(model: torch.nn.Module, stage: str) -> None:
 
 def _summary(rec: Recipe, ctx: RunContext, seconds: float) -> dict[str, Any]:
     import leandl
+    from leandl.report.outline import final_stage, stage_outline
 
+    stages = [{k: s[k] for k in ("index", "kind", "name", "dir", "metrics")} for s in ctx.summaries]
     return {
         "recipe": rec.name, "out_dir": str(ctx.out_dir), "seed": rec.seed, "device": str(ctx.device), "world_size": ctx.world_size,
         "threads": torch.get_num_threads(), "total_seconds": seconds,
         "versions": {"leandl": leandl.__version__, "torch": torch.__version__, "python": platform.python_version()},
         "machine": platform.machine(), "units": UNITS,
-        "stages": [{k: s[k] for k in ("index", "kind", "name", "dir", "metrics")} for s in ctx.summaries],
+        "stages": stages,
+        # what each stage produced, its key number and its costs relative to the first stage
+        "outline": stage_outline(stages), "result": final_stage(stages),
+        "report": str(Path(ctx.out_dir) / "report.html"),
     }
 
 
