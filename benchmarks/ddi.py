@@ -9,6 +9,8 @@ from the recipe file), then spend the same 5 epochs:
 - ``ddi_gates``: gates on the 6 shape-preserving blocks (skip, or 1/4, 1/2, 3/4, all channels)
   trained jointly with the network under ``ddi_budget`` (target 0.5, weight 10), cost bias
   calibrated on the validation split to 50 %;
+- ``ddi_gates_scratch``: the gated network trained from scratch for the same 15 epochs as
+  train + exits, the penalty's target ramped from 1 to 0.5 over the first half;
 - ``backbone``: the trained backbone, full MACs.
 
 Reported (mean +- std over seeds): test accuracy, mean MACs per input (fraction of the
@@ -51,6 +53,7 @@ from leandl.recipes.stages.ddi import evaluate_gated  # noqa: E402
 from leandl.registry import TECHNIQUES  # noqa: E402
 from leandl.train import TrainConfig, Trainer  # noqa: E402
 
+METHODS = ("backbone", "exits_static", "ddi_gates", "ddi_gates_scratch")
 RECIPE = Path(__file__).resolve().parents[1] / "src/leandl/recipes/builtin/mnist1d-exits.yaml"
 
 
@@ -108,6 +111,16 @@ def run_one(seed: int, rec: dict, train_epochs: int, stage_epochs: int, rounds: 
     ddi_s = time.perf_counter() - t0
     res = evaluate_gated(gated, x_val, x_test, y_test, ex["select_budget"], bs, rounds=1, threads=1)
 
+    # DDI gates trained jointly with the network from scratch, as many epochs as train + exits
+    torch.manual_seed(seed)
+    scratch = attach_ddi_gates(create_model(rec["model"]["name"], num_classes=data.num_classes, input_shape=shape,
+                                            **rec["model"]["kwargs"]), input_shape=shape)
+    t0 = time.perf_counter()
+    scratch = _fit(scratch, data, cfg(train_epochs + stage_epochs),
+                   [DDIBudget(target=ex["select_budget"], weight=10.0, ramp=0.5)])
+    scratch_s = time.perf_counter() - t0
+    res_s = evaluate_gated(scratch, x_val, x_test, y_test, ex["select_budget"], bs, rounds=1, threads=1)
+
     with torch.no_grad():
         net.eval()
         full_acc = float((net(x_test).argmax(-1) == y_test).float().mean())
@@ -122,8 +135,9 @@ def run_one(seed: int, rec: dict, train_epochs: int, stage_epochs: int, rounds: 
         return fn
 
     load = os.getloadavg()[0]
+    scratch.eval()
     variants = {"backbone": chunks(plain), "exits_static": lambda x: predict_in_batches(me, x, bs, pol.thresholds),
-                "ddi_gates": chunks(gated)}
+                "ddi_gates": chunks(gated), "ddi_gates_scratch": chunks(scratch)}
     cmp = compare_latency(variants, x_test, rounds=rounds, warmup=1, repeats=3, threads=1)
     load = (load + os.getloadavg()[0]) / 2
     return {
@@ -136,7 +150,15 @@ def run_one(seed: int, rec: dict, train_epochs: int, stage_epochs: int, rounds: 
                       "macs_fraction_p10": res["macs_fraction_p10"], "macs_fraction_p90": res["macs_fraction_p90"],
                       "wall_ms": cmp.median_ms["ddi_gates"], "speedup_vs_backbone": cmp.speedup_median["ddi_gates"],
                       "train_seconds": ddi_s},
+        "ddi_gates_scratch": {"test_accuracy": res_s["accuracy"], "macs_fraction": res_s["macs_fraction"],
+                              "macs_fraction_p10": res_s["macs_fraction_p10"],
+                              "macs_fraction_p90": res_s["macs_fraction_p90"],
+                              "wall_ms": cmp.median_ms["ddi_gates_scratch"],
+                              "speedup_vs_backbone": cmp.speedup_median["ddi_gates_scratch"],
+                              "train_seconds": scratch_s},
         "ddi_block_run_share": res["block_run_share"], "ddi_block_mean_fraction": res["block_mean_fraction"],
+        "scratch_block_run_share": res_s["block_run_share"],
+        "scratch_block_mean_fraction": res_s["block_mean_fraction"],
         "loadavg_1min": load,
     }
 
@@ -156,7 +178,7 @@ def main() -> None:
         runs.append(run_one(s, rec, train_epochs, stage_epochs, 2 if args.quick else args.rounds))
         print(f"seed {s}: " + ", ".join(f"{m} acc {runs[-1][m]['test_accuracy']:.4f} macs "
                                         f"{runs[-1][m]['macs_fraction']:.3f} {runs[-1][m]['wall_ms']:.1f} ms"
-                                        for m in ("backbone", "exits_static", "ddi_gates")), flush=True)
+                                        for m in METHODS), flush=True)
     extra = {"data": "mnist1d (5000 samples, test 1000)", "model": "mnist1d_cnn width 32 blocks 3",
              "budget": "50 % of backbone MACs (calibrated on the val split)", "batch_size": 1000, "threads": 1,
              "train_epochs": train_epochs, "stage_epochs": stage_epochs,
@@ -166,7 +188,7 @@ def main() -> None:
              "speedup_vs_backbone": "x (median of round ratios)",
              "train_seconds": "s", "macs_fraction_p10": "fraction", "macs_fraction_p90": "fraction"}
     rows = []
-    for method in ("backbone", "exits_static", "ddi_gates"):
+    for method in METHODS:
         for metric in runs[0][method]:
             rows.append(row(method, metric, [r[method][metric] for r in runs], units=units[metric], **extra))
     rows.append(row("ddi_gates", "accuracy_minus_exits_static",
@@ -174,9 +196,16 @@ def main() -> None:
                     units="accuracy points (fraction)", **extra))
     rows.append(row("ddi_gates", "wall_ms_ratio_exits_over_ddi",
                     [r["exits_static"]["wall_ms"] / r["ddi_gates"]["wall_ms"] for r in runs], units="x", **extra))
+    rows.append(row("ddi_gates_scratch", "accuracy_minus_exits_static",
+                    [r["ddi_gates_scratch"]["test_accuracy"] - r["exits_static"]["test_accuracy"] for r in runs],
+                    units="accuracy points (fraction)", **extra))
+    rows.append(row("ddi_gates_scratch", "wall_ms_ratio_exits_over_ddi",
+                    [r["exits_static"]["wall_ms"] / r["ddi_gates_scratch"]["wall_ms"] for r in runs], units="x",
+                    **extra))
     for r in runs:
-        rows.append({"method": "ddi_gates", "metric": "per_block", "mean": float("nan"), "std": float("nan"), "n": 1,
-                     "run_share": r["ddi_block_run_share"], "mean_fraction": r["ddi_block_mean_fraction"]})
+        for method, key in (("ddi_gates", "ddi"), ("ddi_gates_scratch", "scratch")):
+            rows.append({"method": method, "metric": "per_block", "mean": float("nan"), "std": float("nan"), "n": 1,
+                         "run_share": r[f"{key}_block_run_share"], "mean_fraction": r[f"{key}_block_mean_fraction"]})
     print_table([r for r in rows if r["metric"] != "per_block"],
                 f"DDI gates vs static exits at 50 % MACs, MNIST-1D, {seeds} seed(s) ({time.perf_counter() - t0:.0f} s)")
     write_rows(rows, args.out, "ddi")

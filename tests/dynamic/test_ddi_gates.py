@@ -154,3 +154,11 @@ def test_budget_penalty_drives_training_compute_down_to_the_target():
             fracs.append(float(expected_fraction(m)))
     assert start > 0.85
     assert abs(sum(fracs) / len(fracs) - 0.4) < 0.12
+
+
+def test_penalty_target_ramp_by_hand():
+    pen = DDIBudget(target=0.5, weight=1.0, ramp=0.5)
+    assert [pen.current_target(p) for p in (0.0, 0.25, 0.5, 0.9)] == [1.0, 0.75, 0.5, 0.5]
+    assert DDIBudget(target=0.3).current_target(0.0) == 0.3
+    with pytest.raises(ConfigError, match="ramp"):
+        DDIBudget(ramp=2.0)

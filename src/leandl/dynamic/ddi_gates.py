@@ -316,21 +316,32 @@ class DDIBudget(Technique):
     Args:
         target: the MACs fraction to train towards, in (0, 1].
         weight: the penalty's weight (> 0).
+        ramp: fraction of training over which the target falls linearly from 1 to ``target``
+            (0: the full target from the first step; leandl's option, not the paper's).
     """
 
     name = "ddi_budget"
 
-    def __init__(self, target: float = 0.5, weight: float = 10.0) -> None:
+    def __init__(self, target: float = 0.5, weight: float = 10.0, ramp: float = 0.0) -> None:
         if not 0.0 < target <= 1.0:
             raise ConfigError(f"target must lie in (0, 1], got {target}", where="ddi_budget.target")
         if weight <= 0:
             raise ConfigError(f"weight must be > 0, got {weight}", where="ddi_budget.weight")
-        self.target, self.weight, self._last = float(target), float(weight), float("nan")
+        if not 0.0 <= ramp <= 1.0:
+            raise ConfigError(f"ramp must lie in [0, 1], got {ramp}", where="ddi_budget.ramp")
+        self.target, self.weight, self.ramp, self._last = float(target), float(weight), float(ramp), float("nan")
+
+    def current_target(self, progress: float) -> float:
+        """The target at training ``progress`` in [0, 1] (see ``ramp``)."""
+        if self.ramp <= 0:
+            return self.target
+        return 1.0 - (1.0 - self.target) * min(1.0, max(0.0, progress) / self.ramp)
 
     def after_loss(self, state: State) -> None:
         """Add the penalty for the batch's mean MACs fraction."""
         frac = expected_fraction(state.model)
-        state.add_loss_term("ddi_budget", self.weight * (frac - self.target) ** 2)
+        target = self.current_target(float(state.progress))
+        state.add_loss_term("ddi_budget", self.weight * (frac - target) ** 2)
         self._last = float(frac.detach())
 
     def summary(self) -> dict[str, Any]:

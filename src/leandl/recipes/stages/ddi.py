@@ -3,7 +3,8 @@
 1. :func:`leandl.dynamic.ddi_gates.attach_ddi_gates` on ``blocks`` (default: every
    shape-preserving conv-BN-activation block) with ``fractions`` as per-input options.
 2. Joint training of gates and network with the stage's techniques plus ``ddi_budget``
-   (``penalty_weight * (E[MACs]/MACs_full - budget)^2``).
+   (``penalty_weight * (E[MACs]/MACs_full - budget)^2``; ``penalty_ramp`` lowers the target
+   from 1 to ``budget`` over that fraction of the stage).
 3. Calibration on the validation split: one cost bias on all gates so the mean MACs per input
    meet ``budget`` (a fraction of the ungated model's MACs).
 4. On the test split: accuracy, mean/p10/p90 MACs per input (counted per input), the share of
@@ -45,6 +46,7 @@ class DDIOptions(TrainOptions):  # type: ignore[misc, valid-type]
     hidden: int = Field(16, ge=1, le=4096)
     budget: float = Field(0.5, gt=0, le=1)
     penalty_weight: float = Field(10.0, gt=0, le=1e6)
+    penalty_ramp: float = Field(0.0, ge=0, le=1)
     timing_batch_size: int | None = Field(None, ge=1, le=1 << 16)
     timing_rounds: int = Field(5, ge=1, le=10_000)
     timing_threads: int | None = Field(None, ge=1, le=1024)
@@ -130,7 +132,8 @@ class DDIStage(Stage):
             model = attach_ddi_gates(model, opts.blocks, fractions=opts.fractions, hidden=opts.hidden,
                                      input_shape=tuple(ctx.data.input_shape))
         ctx.model = model.to(ctx.device)
-        penalty = TechniqueEntry(name="ddi_budget", target=opts.budget, weight=opts.penalty_weight)
+        penalty = TechniqueEntry(name="ddi_budget", target=opts.budget, weight=opts.penalty_weight,
+                                 ramp=opts.penalty_ramp)
         train_opts = opts.model_copy(update={"techniques": [*opts.techniques, penalty]})
         trained = run_training(ctx, train_opts, description=opts.name or "ddi")
         model = trained.model
