@@ -52,6 +52,8 @@ class PtqResult:
             ``"random (N batches, asked for)"``; empty for dynamic quantization.
         stem_padding: what input-channel padding of the stem did (static only; see
             :func:`leandl.deploy.ort_quantize.quantize_static_onnx`).
+        op_types: the op types quantized (``"all"``, or e.g. ``"MatMul, Gemm, Conv"`` on a
+            transformer; see ``op_types`` of :func:`leandl.deploy.ort_quantize.quantize_static_onnx`).
     """
 
     fp32_path: Path
@@ -62,6 +64,7 @@ class PtqResult:
     bias_shifts: dict[str, float] = field(default_factory=dict)
     calibration: str = ""
     stem_padding: str = ""
+    op_types: str = ""
 
 
 def ptq_onnx(
@@ -111,6 +114,7 @@ def ptq_onnx(
     fp32 = export_onnx(model, example_inputs, out / fp32_name, opset=opset)
     shifts: dict[str, float] = {}
     source = ""
+    op_types: Any = "MatMul, Gemm (dynamic)" if method == "dynamic" else ""
     qinfo: dict[str, Any] = {}
     if method == "dynamic":
         int8 = quantize_dynamic_onnx(fp32, out / int8_name, per_channel=per_channel)
@@ -132,8 +136,10 @@ def ptq_onnx(
             qinfo = {}
             int8 = quantize_static_onnx(src, out / int8_name, calibration, calibrate_method=calibrate_method,
                                         per_channel=per_channel, reduce_range=reduce_range, info=qinfo)
+            op_types = qinfo.get("op_types", "")
     validate_onnx(int8, example_inputs)
     f_size, q_size = fp32.stat().st_size, int8.stat().st_size
     return PtqResult(fp32_path=fp32, int8_path=int8, fp32_size_bytes=f_size, int8_size_bytes=q_size,
                      size_ratio=f_size / q_size, bias_shifts=shifts, calibration=source,
-                     stem_padding=str(qinfo.get("stem_padding", "")))
+                     stem_padding=str(qinfo.get("stem_padding", "")),
+                     op_types=op_types if isinstance(op_types, str) else ", ".join(op_types))

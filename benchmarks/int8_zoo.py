@@ -1,0 +1,158 @@
+"""Static int8 ONNX across real architectures (random init): does the file run, and how close is it?
+
+For each model of ``benchmarks/_zoo_models.py`` (``--family hf``: the 8 Hugging Face families of
+the pruning sweep; ``torchvision`` / ``timm``: their classification models, all or ``--only``
+patterns / ``--subset``), in a subprocess with a time limit:
+
+1. export fp32 ONNX (``leandl.deploy.export_onnx``; ONNX Runtime loads and runs it);
+2. ``leandl.deploy.ptq_onnx(method="ptq")``: static QDQ int8, per-channel weights, MinMax
+   calibration on 4 batches of 4 synthetic inputs (the models are random init and there is no
+   data set for them: images standard normal, token ids uniform, full attention masks; labelled
+   ``synthetic`` in the JSON), bias correction;
+3. the int8 file is run by ONNX Runtime on 8 held-out synthetic inputs and compared with eager
+   PyTorch on every output: top-1 agreement of the primary output (argmax over its last dim, per
+   sample or per token), its cosine, max |diff|.
+
+A model passes when the int8 file runs in ONNX Runtime and its outputs have the eager shape
+(agreement is reported, not judged: random-init logits are nearly tied, so top-1 agreement
+understates a trained model's). Rows go to ``benchmarks/results/int8_zoo.json`` (with the load
+average) and a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+# a representative subset of the vision models: plain/residual/grouped/depthwise convs, SE, attention
+SUBSET = [
+    "torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_small", "torchvision:efficientnet_b0",
+    "torchvision:squeezenet1_1", "torchvision:shufflenet_v2_x0_5", "torchvision:regnet_x_400mf",
+    "torchvision:densenet121", "torchvision:googlenet", "torchvision:mnasnet0_5", "torchvision:convnext_tiny",
+    "torchvision:vit_b_16", "torchvision:alexnet", "timm:resnet18", "timm:mobilevit_xxs", "timm:nfnet_l0",
+    "timm:ghostnet_100", "timm:repvgg_a0", "timm:deit_tiny_patch16_224", "timm:lcnet_050",
+]
+
+
+def run_one(key: str) -> dict:
+    """Export, quantize and check one model (runs inside the subprocess)."""
+    from leandl._compat_torchvision import import_torchvision
+
+    import_torchvision()
+    import tempfile
+    import warnings
+
+    import torch
+
+    from _zoo_models import get_entry, make_inputs
+    from leandl.deploy import OrtModule, compare_outputs, op_counts, ptq_onnx
+    from leandl.deploy.io import call_model
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(2)
+    entry = get_entry(key)
+    rec: dict = {"model": key, "status": "failed", "stage": "build"}
+    t0 = time.perf_counter()
+    model = entry.build(seed=0)
+    example = make_inputs(entry, 2, seed=0)
+    cal = [make_inputs(entry, 4, seed=1 + i) for i in range(4)]
+    check = make_inputs(entry, 8, seed=99)
+    with tempfile.TemporaryDirectory() as tmp:
+        rec["stage"] = "export + static int8"
+        res = ptq_onnx(model, example, Path(tmp), method="ptq", calibration=cal)
+        rec.update(fp32_bytes=res.fp32_size_bytes, int8_bytes=res.int8_size_bytes, stem_padding=res.stem_padding,
+                   op_types=res.op_types,
+                   calibration="synthetic (4 x 4 random inputs; random-init model)")
+        ops = op_counts(res.int8_path)
+        rec["qdq_nodes"] = ops.get("QuantizeLinear", 0) + ops.get("DequantizeLinear", 0)
+        rec["stage"] = "check"
+        with torch.no_grad():
+            ref = call_model(model, check)
+        got = call_model(OrtModule(res.int8_path, threads=2, outputs="all"), check)
+        c = compare_outputs(ref, got)
+        fp = compare_outputs(ref, call_model(OrtModule(res.fp32_path, threads=2, outputs="all"), check))
+    rec.update(status="ok", stage="done", top1_agreement=c.top1_agreement, cosine=c.cosine,
+               max_abs_diff=c.max_abs_diff, fp32_cosine=fp.cosine, fp32_top1_agreement=fp.top1_agreement,
+               seconds=time.perf_counter() - t0)
+    return rec
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--family", default="hf", help="hf, torchvision, timm, or a comma list (default hf)")
+    p.add_argument("--only", nargs="*", help="fnmatch patterns of model keys")
+    p.add_argument("--subset", action="store_true", help="the representative vision subset (SUBSET) + hf")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per model")
+    p.add_argument("--out", type=Path, default=HERE / "results" / "int8_zoo.json")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help="hf:bert and torchvision:resnet18 only")
+    args = p.parse_args()
+    if args.one:
+        try:
+            rec = run_one(args.one)
+        except Exception as exc:  # reported as a row, never a crash of the sweep
+            rec = {"model": args.one, "status": "failed",
+                   "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"}
+        print("RESULT " + json.dumps(rec))
+        return
+    from _zoo_models import all_entries, select
+
+    if args.quick:
+        keys = ["hf:bert", "torchvision:resnet18"]
+    elif args.subset:
+        keys = [e.key for e in all_entries(["hf"])] + SUBSET
+    else:
+        keys = [e.key for e in select(all_entries(args.family.split(",")), args.only)]
+    load_before = os.getloadavg()
+    rows = []
+    for key in keys:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--one", key], capture_output=True, text=True,
+                                  timeout=args.timeout, cwd=str(HERE))
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            rec = json.loads(line[7:]) if line else {
+                "model": key, "status": "failed",
+                "error": f"exit {proc.returncode}: {' '.join(proc.stderr.split()[-40:])[:500]}"}
+        except subprocess.TimeoutExpired:
+            rec = {"model": key, "status": "timeout", "error": f"over {args.timeout:.0f} s"}
+        rec["wall_s"] = time.perf_counter() - t0
+        rec["loadavg"] = os.getloadavg()[0]
+        rows.append(rec)
+        print(f"{key:<40} {rec['status']:<8} top1 {rec.get('top1_agreement', float('nan')):.3f} "
+              f"cos {rec.get('cosine', float('nan')):.5f} {rec.get('error', '')[:120]}", flush=True)
+    from _common import versions
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    by_family: dict[str, list[int]] = {}
+    for r in rows:
+        fam = r["model"].split(":")[0]
+        by_family.setdefault(fam, [0, 0])
+        by_family[fam][0] += r["status"] == "ok"
+        by_family[fam][1] += 1
+    summary = {"benchmark": "int8_zoo", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "versions": versions(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
+               "threads": 2, "works": {f: f"{a}/{b}" for f, (a, b) in by_family.items()},
+               "selection": "quick" if args.quick else ("subset" if args.subset else args.family),
+               "note": "random-init models, synthetic calibration and check inputs; top-1 agreement of "
+                       "random-init logits understates a trained model's"}
+    print("\nstatic int8 ONNX runs in ONNX Runtime: " + ", ".join(f"{f} {v}" for f, v in summary["works"].items()))
+    print(f"{'model':<40} {'top1 agr':>8} {'cosine':>9} {'int8 MB':>8} {'fp32/int8':>9}")
+    for r in ok:
+        print(f"{r['model']:<40} {r['top1_agreement']:>8.3f} {r['cosine']:>9.5f} {r['int8_bytes'] / 1e6:>8.2f} "
+              f"{r['fp32_bytes'] / r['int8_bytes']:>9.2f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
