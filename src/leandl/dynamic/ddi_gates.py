@@ -241,7 +241,12 @@ def _gated_macs(model: nn.Module) -> tuple[list[GatedBlock], int]:
     if not gbs:
         raise ModelError("the model has no DDI gates", where=type(model).__name__,
                          fix="attach them with leandl.dynamic.ddi_gates.attach_ddi_gates")
-    return gbs, int(model.ddi_full_macs) - sum(g.block_macs for g in gbs)
+    return gbs, _full_macs(model) - sum(g.block_macs for g in gbs)
+
+
+def _full_macs(model: nn.Module) -> int:
+    """The ungated model's MACs, recorded at attach time (found through wrappers such as DDP)."""
+    return int(next(m.ddi_full_macs for m in model.modules() if hasattr(m, "ddi_full_macs")))
 
 
 def expected_fraction(model: nn.Module) -> Tensor:
@@ -253,7 +258,7 @@ def expected_fraction(model: nn.Module) -> Tensor:
     if any(g.last_fraction is None for g in gbs):
         raise RuntimeError("expected_fraction needs a forward pass first")
     macs = fixed + sum(g.gate_macs + g.last_fraction * g.block_macs for g in gbs)
-    return macs.mean() / float(model.ddi_full_macs)
+    return macs.mean() / float(_full_macs(model))
 
 
 @torch.no_grad()
@@ -281,7 +286,7 @@ def calibrate_gates(model: nn.Module, x: Tensor, budget: float, steps: int = 40)
         ConfigError: the budget is below what skipping every block costs.
     """
     gbs, _ = _gated_macs(model)
-    full = float(model.ddi_full_macs)
+    full = float(_full_macs(model))
 
     def frac(delta: float) -> float:
         for g in gbs:
