@@ -6,7 +6,8 @@ The page under test is a copy of report.html with one inline script appended tha
 access is not needed (the report is self-contained) and is cut off with a proxy that does not
 exist, so a report that referenced anything external would show broken images.
 
-Skipped with the reason when no Chromium binary is installed (Debian: ``apt-get install -y
+The window is 1280 px wide: the page must not be wider (tables scroll inside their own box,
+figures shrink to the column). Skipped with the reason when no Chromium binary is installed (Debian: ``apt-get install -y
 chromium``; see docs/report.md).
 """
 
@@ -34,7 +35,10 @@ window.addEventListener("load", function () {
              widths: imgs.map(function (i) { return i.naturalWidth; }),
              tables: document.querySelectorAll("table").length,
              stage_rows: document.querySelectorAll("table.stages tbody tr").length,
-             bench_rows: document.querySelectorAll("table.bench tbody tr").length};
+             bench_rows: document.querySelectorAll("table.bench tbody tr").length,
+             viewport: window.innerWidth,
+             page_width: document.documentElement.scrollWidth,
+             figures_width: Math.max.apply(null, imgs.map(function (i) { return i.getBoundingClientRect().right; }))};
   var pre = document.createElement("pre");
   pre.id = "leandl-check";
   pre.textContent = JSON.stringify(out);
@@ -61,7 +65,7 @@ def render_check(page: Path, tmp: Path, browser: str) -> dict[str, object]:
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            "--no-first-run", "--no-default-browser-check", "--proxy-server=127.0.0.1:9",
-           f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+           f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=10000", "--window-size=1280,900", "--dump-dom",
            probe.as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     match = re.search(r'<pre id="leandl-check">(.*?)</pre>', proc.stdout, re.S)
@@ -81,3 +85,5 @@ def test_report_renders_in_headless_chromium(fake_run: Path, tmp_path: Path) -> 
     assert got["images"] == n_plots and got["loaded"] == n_plots, got
     assert all(w >= 300 for w in got["widths"]), got
     assert got["stage_rows"] == 5 and got["bench_rows"] == 4 and got["tables"] >= 4, got
+    # at 1280 px the page needs no horizontal scrolling: wide tables scroll inside their own box
+    assert got["viewport"] == 1280 and got["page_width"] <= 1280 and got["figures_width"] <= 1280, got

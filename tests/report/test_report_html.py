@@ -30,7 +30,7 @@ def test_write_report_files_tables_and_inlined_plots(fake_run: Path) -> None:
     assert '<table class="stages">' in page and '<table class="bench">' in page
     md = files["md"].read_text()
     # accuracy, every cost with units, energy source, latency per batch size
-    for text in ("95.00 %", "400 k", "78.1 KiB", "latency b=1 (ms / batch)", "latency b=64 (ms / batch)",
+    for text in ("95.00 %", "400 k", "80 kB", "latency b=1 (ms / batch)", "latency b=64 (ms / batch)",
                  "2 µJ (estimated)", "train (finetune)", "![Accuracy vs MACs](report_files/pareto-macs.png)",
                  "| 0.5 | 85.00 % | 95 k | 2.00× |", "| 04-bench | onnxruntime | 64 |"):
         assert text in md, text

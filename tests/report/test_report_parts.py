@@ -23,7 +23,7 @@ def test_unit_formatting() -> None:
     assert fmt_si(2.0e-6, "J") == "2 µJ"
     assert fmt_si(0.0, "J") == "0 J"
     assert fmt_si(None) == "–"
-    assert fmt_bytes(1536) == "1.5 KiB" and fmt_bytes(3 * 2**20) == "3 MiB" and fmt_bytes(12) == "12 B"
+    assert fmt_bytes(1536) == "1.54 kB" and fmt_bytes(3 * 10**6) == "3 MB" and fmt_bytes(12) == "12 B"
 
 
 def test_read_epochs_groups_by_stage_later_record_wins(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from leandl.report.figure import Plot, new_figure, style_for, to_png
 from leandl.report.load import StagePoint
+from leandl.report.pareto import accuracy_limits, legend_columns
 
 __all__ = ["training_plot", "exits_plot"]
 
@@ -47,8 +48,11 @@ def training_plot(epochs: Mapping[str, Sequence[Mapping[str, Any]]],
             loss_ax.set_yscale("log")
     for ax in (acc_ax, loss_ax):
         ax.xaxis.get_major_locator().set_params(integer=True)
+    accs = [v for line in acc_ax.get_lines() for v in line.get_ydata()]
+    if accs:
+        acc_ax.set_ylim(*accuracy_limits(accs))
     handles, labels = acc_ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, max(1, len(labels))), framealpha=0.9)
+    fig.legend(handles, labels, loc="outside lower center", ncol=legend_columns(fig, labels), framealpha=0.9)
     return Plot("training", "Training curves", to_png(fig),
                 caption="Solid: training split (running average over the epoch); dashed: validation split.")
 
@@ -96,6 +100,10 @@ def exits_plot(stages: Sequence[StagePoint]) -> Plot | None:
     from matplotlib.ticker import EngFormatter
 
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    accs = [v for line in ax.get_lines() for v in line.get_ydata()]
+    accs += [p[1] for coll in ax.collections for p in coll.get_offsets()]
+    if accs:
+        ax.set_ylim(*accuracy_limits(accs))
     ax.legend(loc="lower right", framealpha=0.9)
     return Plot("exits", "Early exits: accuracy vs budget", to_png(fig),
                 caption="Stars: thresholds calibrated on validation to a MACs budget (× the plain backbone), "

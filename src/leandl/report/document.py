@@ -32,16 +32,18 @@ from leandl.report.tables import (
 __all__ = ["Report", "build_report", "write_markdown", "write_html"]
 
 _CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;
+body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
 padding:0 1.5em;color:#1b1b1b;line-height:1.45}
 h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}h2{margin-top:1.8em;font-size:1.3em}
 h3{font-size:1.05em;margin-bottom:.4em}
 table{border-collapse:collapse;margin:.4em 0 .3em;font-size:.88em}
 th,td{border:1px solid #d0d7de;padding:.3em .6em;text-align:right;white-space:nowrap}
+th{white-space:normal;min-width:4em;max-width:10em;vertical-align:bottom}td{max-width:22em;overflow-wrap:anywhere}
 th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}tbody tr:nth-child(even){background:#fafbfc}
 .note{color:#555;font-size:.85em;margin-top:.2em}figure{margin:1em 0 2em}
 figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{color:#444;font-size:.88em}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto;max-width:100%}
+td.wrap,.runs td:last-child,.runs td:nth-last-child(2){white-space:normal}
 """
 
 

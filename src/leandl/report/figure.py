@@ -53,7 +53,8 @@ def to_png(fig: Any) -> bytes:
     """Render ``fig`` to PNG bytes and close it."""
     plt = pyplot()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", facecolor="white")
+    # "tight" grows the canvas to whatever was drawn outside it (a long legend), so nothing is clipped
+    fig.savefig(buf, format="png", facecolor="white", bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return buf.getvalue()
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from leandl.report.figure import Plot, new_figure, place_labels, point_styles, to_png
 from leandl.report.load import StagePoint
+from leandl.report.outline import effective_latency, effective_macs
 from leandl.report.tables import batch_sizes
 
-__all__ = ["pareto_front", "pareto_plots", "PASSIVE_KINDS"]
+__all__ = ["pareto_front", "pareto_plots", "PASSIVE_KINDS", "accuracy_limits", "legend_columns"]
 
 # Stages that hand on the model they received unchanged: their point would duplicate the
 # previous stage's (with fresh timing noise), so they stay in the tables but not on the plots.
@@ -74,11 +75,16 @@ def _axis(ax: Any, stages: Sequence[StagePoint], costs: Sequence[float | None], 
     return [(c, a, s.display) for s, c, a in pts]
 
 
-def _pad(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
-    """Room around the points so labels stay inside the axes."""
+def accuracy_limits(ys: Sequence[float]) -> tuple[float, float]:
+    """Y limits (%) around the data with room for labels, never below 0 or past 100.5 %."""
     lo, hi = min(ys), max(ys)
     span = max(hi - lo, 1.0)
-    ax.set_ylim(lo - 0.25 * span, hi + 0.25 * span)
+    return max(lo - 0.25 * span, 0.0), min(hi + 0.25 * span, 100.5)
+
+
+def _pad(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
+    """Room around the points so labels stay inside the axes."""
+    ax.set_ylim(*accuracy_limits(ys))
     if ax.get_xscale() == "log":
         ax.set_xlim(min(xs) / 1.8, max(xs) * 1.8)
     else:
@@ -102,9 +108,18 @@ def _single(name: str, title: str, stages: Sequence[StagePoint], costs: list[flo
 
 
 def _legend(fig: Any, ax: Any) -> None:
-    """One legend under the panels (stage markers and the front), out of the points' way."""
+    """One legend under the panels (stage markers and the front), out of the points' way; as many
+    columns as the figure's width holds at the longest label, so it is never wider than the figure."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, max(1, len(labels))), framealpha=0.9)
+    fig.legend(handles, labels, loc="outside lower center", ncol=legend_columns(fig, labels), framealpha=0.9)
+
+
+def legend_columns(fig: Any, labels: Sequence[str], fontsize: float = 8.5) -> int:
+    """Columns of a legend under ``fig`` that fit its width (about 0.6 em per character plus a marker)."""
+    width_pt = fig.get_figwidth() * 72
+    longest = max((len(t) for t in labels), default=1)
+    per_col = 0.6 * fontsize * longest + 4 * fontsize  # text, marker and spacing
+    return max(1, min(len(labels), 4, int(width_pt // per_col)))
 
 
 def pareto_plots(stages: Sequence[StagePoint]) -> list[Plot]:
@@ -114,8 +129,8 @@ def pareto_plots(stages: Sequence[StagePoint]) -> list[Plot]:
     """
     stages = [s for s in stages if s.kind not in PASSIVE_KINDS]
     plots = [
-        _single("pareto-macs", "Accuracy vs MACs", stages, [s.number("macs") for s in stages],
-                "MACs per sample (forward, batch 1)", eng=True),
+        _single("pareto-macs", "Accuracy vs MACs", stages, [effective_macs(s.kind, s.metrics) for s in stages],
+                "MACs per sample (forward, batch 1; early exits: expected)", eng=True),
     ]
     sizes = batch_sizes(stages)
     if sizes:
@@ -123,7 +138,7 @@ def pareto_plots(stages: Sequence[StagePoint]) -> list[Plot]:
         anchors = []
         for ax, b in zip(axes, sizes, strict=True):
             threads = sorted({str(s.metrics.get("threads")) for s in stages if s.latency(b) is not None})
-            anchors.append(_axis(ax, stages, [s.latency(b) for s in stages],
+            anchors.append(_axis(ax, stages, [effective_latency(s.kind, s.metrics, b) for s in stages],
                            f"latency (ms per batch of {b}, median; threads {'/'.join(threads)})",
                            f"Accuracy vs latency, batch {b}"))
         if any(anchors):
@@ -137,8 +152,8 @@ def pareto_plots(stages: Sequence[StagePoint]) -> list[Plot]:
 
             plt.close(fig)
     plots.append(_single("pareto-size", "Accuracy vs weights size", stages,
-                         [None if (v := s.number("size_bytes")) is None else v / 1024 for s in stages],
-                         "weights size (KiB, safetensors)"))
+                         [None if (v := s.number("size_bytes")) is None else v / 1e3 for s in stages],
+                         "weights size (kB = 1000 B; safetensors, int8 ONNX for quantize)"))
     sources = sorted({str(s.metrics.get("energy_source")) for s in stages if s.number("energy_j") is not None})
     plots.append(_single("pareto-energy", "Accuracy vs energy", stages,
                          [None if (v := s.number("energy_j")) is None else v * 1e6 for s in stages],

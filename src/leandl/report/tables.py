@@ -1,9 +1,12 @@
 """The report's tables as plain data (headers, string cells) with Markdown and HTML renderers.
 
 Every cost column states its unit in the header: params and MACs as counts with SI prefixes
-(k = 10^3, M = 10^6), sizes in KiB/MiB (2^10 / 2^20 bytes), latency in milliseconds per batch
-(median) with the thread count beside it, energy in joules per sample with its source
-(``estimated`` from MACs and memory traffic, or ``rapl`` counters).
+(k = 10^3, M = 10^6), sizes in SI bytes (kB = 10^3 B, MB = 10^6 B, as the terminal prints them),
+accuracy in %, latency in milliseconds per batch (median) with the thread count beside it and
+``NOISY (p90 = R x median)`` where p90 exceeds 1.5 x the median, energy in joules per sample with
+its source (``estimated`` from MACs and memory traffic, or ``rapl`` counters). An early-exit
+stage's MACs and latency are those of its selected budget (expected MACs; the full network's
+latency divided by the measured early-exit speed-up), not of every head run together.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leandl.report.load import StagePoint
+from leandl.report.outline import effective_latency, effective_macs, noisy_latency
 
 __all__ = ["Table", "stage_table", "bench_table", "exits_tables", "comparison_tables", "batch_sizes",
            "fmt_si", "fmt_bytes", "fmt_num", "to_markdown", "to_html"]
@@ -43,10 +47,10 @@ def fmt_si(value: float | None, unit: str = "") -> str:
 
 
 def fmt_bytes(value: float | None) -> str:
-    """Bytes as B / KiB / MiB / GiB with three significant digits."""
+    """Bytes in SI units, B / kB / MB / GB (10^3 steps), with three significant digits."""
     if value is None:
         return "–"
-    for factor, unit in ((2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB")):
+    for factor, unit in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
         if abs(value) >= factor:
             return f"{value / factor:.3g} {unit}"
     return f"{int(value)} B"
@@ -90,12 +94,18 @@ def stage_table(stages: Sequence[StagePoint]) -> Table:
     headers += ["threads", "energy / sample (source)", "train time (s)", "peak memory"]
     table = Table("Stages: accuracy and measured costs", headers, note=(
         "MACs and energy per sample (forward pass, batch 1); latency is the median per batch at the "
-        "given batch size on the stated torch threads; size is the safetensors weights file; peak "
-        "memory at the largest measured batch size."))
+        "given batch size on the stated torch threads, marked NOISY where p90 > 1.5 × median (the "
+        "machine was busy: rerun it); size is the safetensors weights file (the int8 ONNX file for a "
+        "quantize stage); peak memory at the largest measured batch size. Early-exit stages: expected "
+        "MACs and latency at the selected budget."))
     for s in stages:
+        macs = fmt_si(effective_macs(s.kind, s.metrics))
         row = [s.label, s.kind if s.name == s.kind else f"{s.kind} ({s.name})", _pct(s.number("accuracy")),
-               fmt_si(s.number("params")), fmt_si(s.number("macs")), fmt_bytes(s.number("size_bytes"))]
-        row += [fmt_num(s.latency(b)) for b in sizes]
+               fmt_si(s.number("params")), macs + (" expected" if s.kind == "exits" else ""),
+               fmt_bytes(s.number("size_bytes"))]
+        noisy = noisy_latency(s.metrics)
+        row += [fmt_num(effective_latency(s.kind, s.metrics, b))
+                + (f" NOISY (p90 = {noisy[b]:.1f}× median)" if b in noisy else "") for b in sizes]
         row += [fmt_num(s.metrics.get("threads")), _energy(s), fmt_num(s.number("train_seconds")),
                 fmt_bytes(s.number("peak_memory_bytes"))]
         table.rows.append(row)
@@ -115,10 +125,13 @@ def bench_table(stages: Sequence[StagePoint]) -> Table | None:
     if not rows:
         return None
     table = Table("Deployment benchmark", ["stage"] + [h for _, h, _ in _BENCH_COLS],
-                  note="Same inputs on every backend; agreement and Δ are measured against eager PyTorch.")
+                  note="Same inputs on every backend; agreement and Δ are measured against eager PyTorch. "
+                       "NOISY: p90 > 1.5 × median, the machine was busy during that timing.")
     for s, r in rows:
-        table.rows.append([s.label] + [fmt(r.get(key)) if r.get(key) is not None else "–"
-                                       for key, _, fmt in _BENCH_COLS])
+        cells = [fmt(r.get(key)) if r.get(key) is not None else "–" for key, _, fmt in _BENCH_COLS]
+        if r.get("noisy") and isinstance(r.get("p90_over_median"), (int, float)):
+            cells[4] += f" NOISY (p90 = {r['p90_over_median']:.1f}× median)"
+        table.rows.append([s.label] + cells)
     return table
 
 
