@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[str, typer.Option("--format", help="export format (onnx)")] = "onnx",
         int8: Annotated[bool, typer.Option("--int8", help="also write a static int8 QDQ model")] = False,
         out: Annotated[Optional[Path], typer.Option("--out", help="output .onnx path (default CKPT/model.onnx)")] = None,
-        input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="batch first, e.g. 1,3,32,32")] = None,
+        input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="batch first, e.g. 1,3,32,32 (default: from the checkpoint)")] = None,
         data: Annotated[Optional[str], typer.Option("--data", help="calibration/check data set (default synthetic)")] = None,
         root: Annotated[Optional[str], typer.Option("--root", help="data directory")] = None,
         calibration_batches: Annotated[int, typer.Option("--calibration-batches")] = 8,
