@@ -12,7 +12,9 @@
 
 The output model is the searched network; its checkpoint stores the genotype, width and cells
 as the model spec (``nas_cellnet`` kwargs), so it reloads without pickle. Metrics add
-``genotype``, ``search_seconds``, ``searched_macs``, ``max_macs`` and ``width``.
+``genotype``, ``search_seconds``, ``searched_macs``, ``max_macs`` and ``width``. On ``--resume``
+the search runs again (seeded by the recipe seed, so it finds the same cell on the same machine)
+before the retraining continues from its last epoch.
 
 Example::
 
