@@ -99,3 +99,46 @@ def test_distill_stage_with_a_hostile_teacher_stops_before_training(tmp_path, li
         run(recipe, out=tmp_path / "run2")
     assert not marker.exists() and library_calls == []
     assert not list((tmp_path / "run2").rglob("model.safetensors"))  # no stage finished
+
+
+class _State:
+    """The part of the trainer's state a TeacherSet uses: counters saved with the resume state."""
+
+    def __init__(self, counters=None):
+        self.counters = dict(counters or {})
+
+    def count(self, name, amount):
+        self.counters[name] = self.counters.get(name, 0.0) + float(amount)
+
+
+def _cached_set(teacher):
+    from leandl.distill.teachers import TeacherSet
+
+    ts = TeacherSet([teacher], cache=True)
+    ts.models, ts.cache_on = [teacher.eval()], True
+    ts._grow(8)
+    return ts
+
+
+def test_cache_counts_come_from_the_resumable_state():
+    """A resumed process starts with empty in-memory tallies; the stage metrics must still count
+    the whole run (they come from the state's counters, which the resume state restores)."""
+    import torch
+
+    teacher = create_model("mlp", num_classes=3, input_shape=[4])
+    x, idx = torch.randn(8, 4), torch.arange(8)
+    first = _cached_set(teacher)
+    state = _State()
+    first.logits(x, idx, state)  # computed
+    first.logits(x, idx, state)  # served from the cache
+    assert first.summary()["teacher_forward_samples"] == 8 and first.summary()["teacher_cache_hit_samples"] == 8
+    resumed = _cached_set(teacher)  # a new process after a kill: tallies at 0, counters restored
+    restored = _State(state.counters)
+    resumed.logits(x, idx, restored)  # the cache is empty again here: computed once more
+    assert resumed.summary()["teacher_forward_samples"] == 16
+    assert resumed.summary()["teacher_cache_hit_samples"] == 8
+    uncached = _cached_set(teacher)
+    uncached.cache_on = False
+    plain = _State()
+    uncached.logits(x, None, plain)
+    assert plain.counters["teacher_forward_samples"] == 8 == uncached.summary()["teacher_forward_samples"]

@@ -173,6 +173,7 @@ class TeacherSet:
         self._filled: Tensor | None = None
         self.hits = 0
         self.computed = 0
+        self._state: Any = None  # the training state whose counters (saved with resume state) count use
         self._announced = False
 
     # ------------------------------------------------------------ setup
@@ -207,8 +208,12 @@ class TeacherSet:
     @torch.no_grad()
     def logits(self, inputs: Tensor, indices: Tensor | None, state: Any = None) -> list[Tensor]:
         """Every teacher's logits; from the cache when on and all ``indices`` are filled."""
+        if state is not None:
+            self._state = state
         if not self.cache_on or indices is None:
             self.computed += int(inputs.shape[0])
+            if state is not None:
+                state.count("teacher_forward_samples", int(inputs.shape[0]))
             return self.forward_all(inputs)
         idx = indices.to(torch.long).cpu()
         self._grow(int(idx.max()) + 1)
@@ -256,9 +261,17 @@ class TeacherSet:
         return combine_teachers(logits, self.weights, temperature)
 
     def summary(self) -> dict[str, Any]:
-        """Cache use for the stage metrics."""
-        return {"teacher_cache": bool(self.cache_on), "teacher_cache_hit_samples": self.hits,
-                "teacher_forward_samples": self.computed, "teachers": len(self.models) or len(self.specs)}
+        """Cache use for the stage metrics.
+
+        Read from the training state's counters when logits were asked for with a state: those
+        are saved with the resume state, so a resumed run reports the whole run's numbers (the
+        in-memory tallies restart at 0 in the resumed process).
+        """
+        counters = getattr(self._state, "counters", None)
+        hits = int(counters.get("teacher_cache_hits", 0)) if counters is not None else self.hits
+        computed = int(counters.get("teacher_forward_samples", 0)) if counters is not None else self.computed
+        return {"teacher_cache": bool(self.cache_on), "teacher_cache_hit_samples": hits,
+                "teacher_forward_samples": computed, "teachers": len(self.models) or len(self.specs)}
 
 
 def _loader_input_shape(loader: Any) -> tuple[int, ...] | None:
