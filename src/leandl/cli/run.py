@@ -51,7 +51,8 @@ def _print_summary(summary: dict, out: str) -> None:
 
     stages = summary["stages"]
     outline = summary.get("outline") or stage_outline(stages)
-    console = Console()
+    # a pipe or file has no width: give the table room instead of rich's 80 columns
+    console = Console(width=None if sys.stdout.isatty() else 140)
     table = Table(title=f"{summary['recipe']}  (run directory: {out})",
                   caption=f"(x): ratio to {stages[0]['dir']}; exits: expected MACs at the selected budget")
     for col in ("stage", "produces", "key result", "MACs", "size", "latency"):
