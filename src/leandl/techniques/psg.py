@@ -28,7 +28,8 @@ Hyper-parameters: ``bits`` (8), ``msb_bits`` (4), ``grad_bits`` (16), ``threshol
 Interactions: signSGD steps have size ``lr`` per weight whatever the gradient's scale: use a
 learning rate about 100x below the usual SGD one (e.g. 1e-3 instead of 0.1). Not with
 ``precision: fp16``/``bf16`` (the two low-precision schemes would stack) -- refused at ``fit_start``.
-Evaluation uses the fp32 master weights.
+Evaluation uses the fp32 master weights. Under DDP the full gradient is averaged over ranks but
+the predictor's is computed per rank (its pass bypasses the DDP wrapper).
 """
 
 from __future__ import annotations
