@@ -12,7 +12,8 @@ from the end. A value is ``{"file": ..., "path": ...}`` plus optionally ``div`` 
 the same file: the value is path / div), ``scale`` (multiply), ``agg`` (``count_below_1``: how many
 items of a list are < 1; ``len``), ``fmt`` (a format spec, default ``.2f``). To add a row, append
 to :data:`ROWS`; a row whose file is missing is left out with a warning, so new result files can
-be listed before they land.
+be listed before they land, and a row whose key path no longer resolves is left out with the reason
+(``check_readme.py`` reports both as problems).
 """
 
 from __future__ import annotations
@@ -365,7 +366,12 @@ def render(rows: list[dict[str, Any]] | None = None, *, warn: bool = True) -> tu
             if warn:
                 print(f"readme_table: left out '{row['what']}': missing {', '.join(missing)}", file=sys.stderr)
             continue
-        line, nums = render_row(row, cache)
+        try:
+            line, nums = render_row(row, cache)
+        except (SourceError, ZeroDivisionError, ValueError) as exc:  # a result file changed shape
+            if warn:
+                print(f"readme_table: left out '{row['what']}': {exc}", file=sys.stderr)
+            continue
         lines.append(line)
         produced.append(nums)
     return "\n".join(lines), produced

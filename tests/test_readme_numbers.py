@@ -82,3 +82,14 @@ def test_negative_and_null_results_are_listed() -> None:
                    "random weights", "no bytes saved"):
         assert needle in table, needle
     assert len(re.findall(r"\*\*null/negative:\*\*", table)) >= 3
+
+
+def test_a_row_whose_source_changed_shape_is_left_out_and_reported() -> None:
+    good = {"what": "swa ({n} seeds)", "result": "ok",
+            "values": {"n": rt.v(rt.R + "swa.json", "[method=swa&metric=test_accuracy_change].n", "d")}}
+    gone = {"what": "renamed", "result": "{x}", "values": {"x": rt.v(rt.R + "swa.json", "[method=nope].mean")}}
+    missing = {"what": "later", "result": "{x}", "values": {"x": rt.v(rt.R + "not-yet.json", "a")}}
+    table, produced = rt.render([good, gone, missing], warn=False)
+    assert table.count("\n") == 2 and "swa (3 seeds)" in table and len(produced) == 1
+    problems = check_readme.check(f"{rt.START}\n{table}\n{rt.END}", [good, gone, missing])
+    assert any("matches 0 items" in p for p in problems) and any("not-yet.json" in p for p in problems)
