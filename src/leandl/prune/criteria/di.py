@@ -21,7 +21,11 @@ the first-order "differential DI": multiply its maps by a mask :math:`m_c = 1` a
 with :math:`M = K + \\rho I_B`.
 
 Defaults: rho = 0.1 (reference code), float64 solves. Needs labels and a few batches of a few
-dozen samples or more (the inverse is unstable for tiny B). The feature map is the output of
+dozen samples or more (the inverse is unstable for tiny B). Saturation: when D = C*H*W is much
+larger than B (every conv layer of a small CNN at batch 64) the ridge fit interpolates the labels,
+DI sits at ~99.9 % of its bound and its derivatives carry little information; on MNIST-1D DI then
+prunes worse than L1 (``benchmarks/issue20_existing.py``, group ``di_pruning``). A rho on the
+scale of ``tr(K) / B`` (1e4 there) or larger batches move it out of saturation. The feature map is the output of
 the group's first BatchNorm (else its first conv/linear).
 """
 
