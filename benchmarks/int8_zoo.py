@@ -33,12 +33,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 # a representative subset of the vision models: plain/residual/grouped/depthwise convs, SE, attention
-SUBSET = [
+SUBSET = [  # cheapest first, so a run cut short under load still covers the most families
     "torchvision:resnet18", "torchvision:mobilenet_v2", "torchvision:mobilenet_v3_small", "torchvision:efficientnet_b0",
     "torchvision:squeezenet1_1", "torchvision:shufflenet_v2_x0_5", "torchvision:regnet_x_400mf",
-    "torchvision:densenet121", "torchvision:googlenet", "torchvision:mnasnet0_5", "torchvision:convnext_tiny",
-    "torchvision:vit_b_16", "torchvision:alexnet", "timm:resnet18", "timm:mobilevit_xxs", "timm:nfnet_l0",
-    "timm:ghostnet_100", "timm:repvgg_a0", "timm:deit_tiny_patch16_224", "timm:lcnet_050",
+    "torchvision:mnasnet0_5", "timm:lcnet_050", "timm:resnet18", "timm:mobilevit_xxs", "timm:ghostnet_100",
+    "timm:repvgg_a0", "torchvision:googlenet", "torchvision:alexnet", "timm:deit_tiny_patch16_224",
+    "torchvision:convnext_tiny", "timm:nfnet_l0", "torchvision:densenet121", "torchvision:vit_b_16",
 ]
 
 
@@ -94,6 +94,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=HERE / "results" / "int8_zoo.json")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="hf:bert and torchvision:resnet18 only")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the rows of --out and run only the models it lacks (the JSON is rewritten after each)")
     args = p.parse_args()
     if args.one:
         try:
@@ -112,7 +114,11 @@ def main() -> None:
     else:
         keys = [e.key for e in select(all_entries(args.family.split(",")), args.only)]
     load_before = os.getloadavg()
-    rows = []
+    rows: list[dict] = []
+    if args.keep and args.out.is_file():
+        rows = [r for r in json.loads(args.out.read_text())["rows"] if r["status"] == "ok"]
+        done = {r["model"] for r in rows}
+        keys = [k for k in keys if k not in done]
     for key in keys:
         t0 = time.perf_counter()
         try:
@@ -129,6 +135,12 @@ def main() -> None:
         rows.append(rec)
         print(f"{key:<40} {rec['status']:<8} top1 {rec.get('top1_agreement', float('nan')):.3f} "
               f"cos {rec.get('cosine', float('nan')):.5f} {rec.get('error', '')[:120]}", flush=True)
+        _write(args, rows, load_before)
+    _write(args, rows, load_before, show=True)
+
+
+def _write(args: argparse.Namespace, rows: list[dict], load_before: tuple[float, ...], show: bool = False) -> None:
+    """Summarise ``rows`` into ``args.out`` (and print the table when ``show``)."""
     from _common import versions
 
     ok = [r for r in rows if r["status"] == "ok"]
@@ -144,6 +156,10 @@ def main() -> None:
                "selection": "quick" if args.quick else ("subset" if args.subset else args.family),
                "note": "random-init models, synthetic calibration and check inputs; top-1 agreement of "
                        "random-init logits understates a trained model's"}
+    if not show:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
+        return
     print("\nstatic int8 ONNX runs in ONNX Runtime: " + ", ".join(f"{f} {v}" for f, v in summary["works"].items()))
     print(f"{'model':<40} {'top1 agr':>8} {'cosine':>9} {'int8 MB':>8} {'fp32/int8':>9}")
     for r in ok:
