@@ -17,15 +17,26 @@ def ep(quick: bool) -> int:
     return 1 if quick else EPOCHS
 
 
-def alone(seed: int, quick: bool) -> float:
+def alone(seed: int, quick: bool, width: int = STUDENT_W) -> float:
     d = mnist1d(seed)
-    return memo(("alone", seed, quick), lambda: acc(fit(cnn(seed, d, STUDENT_W), d, ep(quick), seed), d.test))
+    return memo(("alone", seed, quick, width), lambda: acc(fit(cnn(seed, d, width), d, ep(quick), seed), d.test))
 
 
-def distilled(seed: int, quick: bool, name: str, **kw: Any) -> float:
+def distilled(seed: int, quick: bool, name: str, width: int = STUDENT_W, **kw: Any) -> float:
     d = mnist1d(seed)
     t = teacher(seed, d, epochs=1 if quick else 15)
-    return acc(fit(cnn(seed, d, STUDENT_W), d, ep(quick), seed, [tech(name, teacher=t, **kw)]), d.test)
+    return acc(fit(cnn(seed, d, width), d, ep(quick), seed, [tech(name, teacher=t, **kw)]), d.test)
+
+
+def _with_w16(group: dict, variants: dict[str, tuple[str, dict]]) -> dict:
+    """Add a width-16 student (capacity closer to the teacher) and width-16 variants, paired with it."""
+    group["methods"]["student_alone_w16"] = lambda s, q: alone(s, q, 16)
+    group.setdefault("baseline_of", {})
+    for label, (name, kw) in variants.items():
+        group["methods"][label] = (lambda n, k: lambda s, q: distilled(s, q, n, 16, **k))(name, kw)
+        group["baseline_of"][label] = "student_alone_w16"
+    group["settings"] += "; *_w16 rows: student width 16, compared with student_alone_w16"
+    return group
 
 
 def teacher_acc(seed: int, quick: bool) -> float:
@@ -106,21 +117,26 @@ GROUPS = {
                   {"ffl": lambda s, q: _peers(s, q, "fusion")}),
     "mutual": _group("Deep mutual learning (2-peer cohort) vs the same student alone",
                      {"mutual": lambda s, q: _peers(s, q, "mutual")}),
-    "attention": _group("Attention transfer from a width-32 teacher vs student alone (and KD for scale)",
+    "attention": _with_w16(_group("Attention transfer from a width-32 teacher vs student alone (and KD for scale)",
                         {"attention": lambda s, q: distilled(s, q, "attention"),
                          "attention_w40": lambda s, q: distilled(s, q, "attention", weight=40.0),
                          "kd": lambda s, q: distilled(s, q, "kd", temperature=4.0, alpha=0.9),
                          "teacher": teacher_acc}),
-    "dkd": _group("Decoupled KD vs student alone (and KD)", {
+                        {"attention_w16": ("attention", {"weight": 40.0}), "kd_w16": ("kd", {"temperature": 4.0,
+                                                                                             "alpha": 0.9})}),
+    "dkd": _with_w16(_group("Decoupled KD vs student alone (and KD)", {
         "dkd": lambda s, q: distilled(s, q, "dkd"),
         "dkd_beta2": lambda s, q: distilled(s, q, "dkd", beta=2.0),
         "kd": lambda s, q: distilled(s, q, "kd", temperature=4.0, alpha=0.9)}),
-    "fitnet": _group("FitNet hints vs student alone", {
+        {"dkd_w16": ("dkd", {}), "dkd_beta2_w16": ("dkd", {"beta": 2.0})}),
+    "fitnet": _with_w16(_group("FitNet hints vs student alone", {
         "fitnet": lambda s, q: distilled(s, q, "fitnet"),
         "fitnet_w10": lambda s, q: distilled(s, q, "fitnet", weight=10.0)}),
-    "rkd": _group("Relational KD (distance + angle) vs student alone", {
+        {"fitnet_w10_w16": ("fitnet", {"weight": 10.0})}),
+    "rkd": _with_w16(_group("Relational KD (distance + angle) vs student alone", {
         "rkd": lambda s, q: distilled(s, q, "rkd"),
         "rkd_distance_only": lambda s, q: distilled(s, q, "rkd", angle_weight=0.0)}),
+        {"rkd_w16": ("rkd", {})}),
     "byot": {"title": "BYOT self-distillation in a 3-exit student vs the same exits trained with CE only",
              "baseline": "exits_ce_only", "metric": "test_accuracy", "settings": SETTINGS + "; exits after "
              "stem and layer1 (pooled MLP heads), alpha 0.3, T 3; test_accuracy = final exit",

@@ -92,7 +92,7 @@ SFP = {
 }
 
 
-def _criterion(seed: int, quick: bool, criterion: str, scope: str = "global") -> dict[str, float]:
+def _criterion(seed: int, quick: bool, criterion: Any, scope: str = "global") -> dict[str, float]:
     """One-shot prune of the trained dense CNN to 40 % MACs by ``criterion``; accuracy before/after 1 epoch."""
     from leandl.data.loader import make_loader
 
@@ -106,6 +106,12 @@ def _criterion(seed: int, quick: bool, criterion: str, scope: str = "global") ->
     return out
 
 
+def _di(rho: float) -> Any:
+    from leandl.prune.criteria.di import DI as Criterion
+
+    return Criterion(rho=rho)
+
+
 DI = {
     "title": "Discriminant-information channel pruning vs L1 (and Taylor) at 40 % MACs, no retraining and 1 epoch",
     "baseline": "l1", "metric": "accuracy_no_finetune",
@@ -115,7 +121,8 @@ DI = {
     "methods": {"l1": lambda s, q: _criterion(s, q, "l1"), "di": lambda s, q: _criterion(s, q, "di"),
                 "taylor": lambda s, q: _criterion(s, q, "taylor"),
                 "l1_layerwise": lambda s, q: _criterion(s, q, "l1", "layerwise"),
-                "di_layerwise": lambda s, q: _criterion(s, q, "di", "layerwise")},
+                "di_layerwise": lambda s, q: _criterion(s, q, "di", "layerwise"),
+                "di_rho1e4": lambda s, q: _criterion(s, q, _di(1e4))},
 }
 
 

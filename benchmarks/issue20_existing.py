@@ -10,7 +10,8 @@ else null) and ``finding``: what the number means, and for null/negative results
 
 Usage: ``python benchmarks/issue20_existing.py --only NAME[,NAME...] [--seeds 3] [--quick]``
 (``--list`` names the groups). Results merge into ``benchmarks/results/issue20_existing.json``
-(rows of the groups run are replaced; the others kept). ``--findings`` rewrites only the
+(rows of the groups run are replaced; the others kept). A group's ``baseline_of`` gives a
+variant its own baseline (e.g. a width-16 student against the width-16 student alone). ``--findings`` rewrites only the
 ``finding`` texts from :data:`FINDINGS` (written after reading the numbers).
 """
 
@@ -54,8 +55,10 @@ def group_rows(name: str, spec: dict[str, Any], results: dict[str, list[dict[str
                 "settings": spec.get("settings", ""), "seeds": len(vals), "group_seconds": round(seconds, 1),
                 "load_avg": load, "threads": torch.get_num_threads(), "finding": FINDINGS.get(name, ""),
             }
-            if method != base and metric in results[base][0]:
-                deltas = [a - b[metric] for a, b in zip(vals, results[base], strict=True)]
+            ref = spec.get("baseline_of", {}).get(method, base)  # a variant may have its own baseline
+            extra["baseline"] = ref
+            if method != ref and metric in results[ref][0]:
+                deltas = [a - b[metric] for a, b in zip(vals, results[ref], strict=True)]
                 dm, ds = mean_std(deltas)
                 extra.update(delta=dm, delta_std=ds, verdict=verdict(deltas))
             rows.append(row(method, metric, vals, **extra))
