@@ -31,3 +31,10 @@ def test_ddi_stage_meets_the_budget_and_reloads(tmp_path):
 def test_ddi_stage_refuses_bad_fractions(tmp_path):
     with pytest.raises(Exception, match="fractions"):
         leandl.run(_recipe(fractions=[0.5, 1.0]), out=tmp_path / "r")
+
+
+def test_builtin_ddi_recipe_loads():
+    from leandl.recipes.loader import load_recipe
+
+    rec = load_recipe("mnist1d-ddi")
+    assert [s.kind for s in rec.stages] == ["train", "ddi"]

@@ -32,3 +32,10 @@ def test_nas_stage_searches_within_the_incoming_models_macs_and_reloads(tmp_path
 def test_nas_stage_names_a_bad_op(tmp_path):
     with pytest.raises(Exception, match="conv_9"):
         leandl.run(_recipe(ops=["skip", "conv_9"]), out=tmp_path / "r")
+
+
+def test_builtin_nas_recipe_loads():
+    from leandl.recipes.loader import load_recipe
+
+    rec = load_recipe("mnist1d-nas")
+    assert [s.kind for s in rec.stages] == ["train", "nas"]
