@@ -2,12 +2,16 @@
 
 Groups (``--groups`` runs a subset and merges into the existing JSON):
 
+* ``amp``: bf16 vs fp32 training of digits_cnn on digits (10 epochs) and the bf16/fp32 step-time
+  ratio; ``benchmarks/amp.py`` has the fuller comparison with fp16 and loss scaling.
 * ``softer``: SRFP / ASRFP vs SFP / ASFP, 50 % of the channels of mnist1d_cnn (width 16) on
   MNIST-1D (3,000 samples), 15 epochs, accuracy of the physically pruned model.
 * ``psg``: E2-Train PSG vs signSGD on the full 8-bit gradient (same simulated arithmetic, no
   predictor) vs plain fp32 SGD; digits_cnn on digits, 10 epochs.
 * ``ice``: CE + ICE vs CE; digits_cnn on digits, 10 epochs; test accuracy and leave-one-out
   Recall@1 of the test embeddings (cosine, the classifier's input).
+* ``psg_mnist1d`` / ``ice_mnist1d``: the same two comparisons on MNIST-1D (mnist1d_cnn width 16,
+  15 epochs), where digits' ~99 % leaves no room.
 * ``condense``: condensenet_tiny on digits, 15 epochs: learned group convolution (converted)
   vs the same groups fixed at random from the start (a standard group conv) vs the dense 1x1.
 * ``groupwise``: digits_cnn teacher (15 epochs), then 2-bit weights from 100 training images:
@@ -36,7 +40,7 @@ import torch.nn.functional as F  # noqa: E402
 from _common import base_parser, mean_std, print_table, row, write_rows  # noqa: E402
 from _issue20_common import acc, build, digits, mnist1d, tech  # noqa: E402
 
-GROUPS = ("softer", "psg", "ice", "condense", "groupwise", "early_bird")
+GROUPS = ("amp", "softer", "psg", "psg_mnist1d", "ice", "ice_mnist1d", "condense", "groupwise", "early_bird")
 
 
 def _versus(_group: str, name: str, base: str, a: list[float], b: list[float], note: str, **kw: Any) -> dict:
@@ -103,18 +107,28 @@ def fit(model, data, epochs, seed, techniques=(), **kw):
     return res.model.eval()
 
 
-def g_psg(seeds: list[int], quick: bool) -> list[dict]:
-    epochs = 2 if quick else 10
+def _task(name: str, seed: int) -> tuple[Any, str, dict[str, Any], str]:
+    """(data, model name, model kwargs, dataset label) of a task."""
+    if name == "mnist1d":
+        return mnist1d(seed), "mnist1d_cnn", {"width": 16}, "mnist1d (3000 samples)"
+    return digits(seed), "digits_cnn", {}, "digits"
+
+
+def g_psg(seeds: list[int], quick: bool, task: str = "digits") -> list[dict]:
+    epochs = 2 if quick else (15 if task == "mnist1d" else 10)
+    group = "psg" if task == "digits" else f"psg_{task}"
     runs = {"sgd_fp32": ([], {"optimizer": "sgd", "lr": 0.05}),
             "signsgd_8bit": ([lambda: tech("psg", threshold=1e9)], {"optimizer": "sgd", "lr": 1e-3}),
             "psg": ([lambda: tech("psg")], {"optimizer": "sgd", "lr": 1e-3})}
+    if task == "mnist1d":  # the paper's absolute threshold predicts ~90 % of elements here: try a higher one
+        runs["psg_threshold_1e-2"] = ([lambda: tech("psg", threshold=1e-2)], {"optimizer": "sgd", "lr": 1e-3})
     res: dict[str, list[float]] = {k: [] for k in runs}
     extra: dict[str, dict[str, list[float]]] = {k: {} for k in runs}
     secs: dict[str, list[float]] = {k: [] for k in runs}
     for s in seeds:
-        data = digits(s)
+        data, arch, arch_kw, label = _task(task, s)
         for k, (techs, opt) in runs.items():
-            model = build("digits_cnn", s, data)
+            model = build(arch, s, data, **arch_kw)
             t0 = time.perf_counter()
             fit(model, data, epochs, s, [f() for f in techs], **opt)
             secs[k].append(time.perf_counter() - t0)
@@ -122,18 +136,27 @@ def g_psg(seeds: list[int], quick: bool) -> list[dict]:
             for key in ("psg_predicted_fraction", "psg_sign_agreement_predicted", "psg_sign_agreement_rest"):
                 if key in _LAST["metrics"]:
                     extra[k].setdefault(key, []).append(_LAST["metrics"][key])
-    common = {"group": "psg", "dataset": "digits", "model": "digits_cnn", "epochs": epochs,
+    common = {"group": group, "dataset": label, "model": arch, "epochs": epochs,
               "optimizer": "sgd momentum 0.9 (sign methods lr 1e-3, fp32 lr 0.05)", "threads": 1}
     rows = [row(k, "test_accuracy", v, units="fraction", **common) for k, v in res.items()]
     rows += [row(k, "train_seconds", v, units="s (simulation: PSG runs 2 passes per step)",
                  load_avg_1m=os.getloadavg()[0], **common) for k, v in secs.items()]
     for k, d in extra.items():
         rows += [row(k, key, v, units="fraction", **common) for key, v in d.items()]
-    rows.append(_versus("psg", "psg", "signsgd_8bit", res["psg"], res["signsgd_8bit"],
-                        "the paper's claim is parity with the full low-precision sign gradient while the "
-                        "predicted fraction of gradient elements skips its full-precision backward (an energy "
-                        "proxy; the simulation itself is slower)", **common))
-    rows.append(_versus("psg", "psg", "sgd_fp32", res["psg"], res["sgd_fp32"],
+    note = ("the paper's claim is parity with the full low-precision sign gradient while the "
+            "predicted fraction of gradient elements skips its full-precision backward (an energy "
+            "proxy; the simulation itself is slower)")
+    if task == "mnist1d":
+        note += ("; here the 4-bit MSB predictor's sign agrees with the full gradient on only ~61 % of the "
+                 "elements it decides (77 % on digits): truncating 8-bit codes to their top 4 bits zeroes every "
+                 "value below 1/8 of the tensor's max, and the absolute threshold 5e-5 (tuned for CIFAR "
+                 "ResNet-74) lets the predictor decide ~90 % of the elements; a 200x higher threshold "
+                 "(psg_threshold_1e-2 rows) hands fewer elements to it but does not close the gap")
+    rows.append(_versus(group, "psg", "signsgd_8bit", res["psg"], res["signsgd_8bit"], note, **common))
+    if "psg_threshold_1e-2" in res:
+        rows.append(_versus(group, "psg_threshold_1e-2", "signsgd_8bit", res["psg_threshold_1e-2"],
+                            res["signsgd_8bit"], "fewer elements from the predictor", **common))
+    rows.append(_versus(group, "psg", "sgd_fp32", res["psg"], res["sgd_fp32"],
                         "8-bit sign updates against fp32 SGD: E2-Train reports ~1-2 points lost on CIFAR-10", **common))
     return rows
 
@@ -151,27 +174,40 @@ def _recall_at_1(model: torch.nn.Module, split: Any) -> float:
     return float((split.targets[sim.argmax(1)] == split.targets).float().mean())
 
 
-def g_ice(seeds: list[int], quick: bool) -> list[dict]:
-    epochs = 2 if quick else 10
-    res = {"ce": [], "ce+ice": []}
-    rec = {"ce": [], "ce+ice": []}
+def g_ice(seeds: list[int], quick: bool, task: str = "digits") -> list[dict]:
+    epochs = 2 if quick else (15 if task == "mnist1d" else 10)
+    group = "ice" if task == "digits" else f"ice_{task}"
+    variants = {"ce": None, "ce+ice": {}}
+    if task == "mnist1d":  # the defaults (scale 16, weight 1) were not tuned by the paper's numbers: a gentler pair
+        variants["ce+ice(w0.1,s4)"] = {"weight": 0.1, "scale": 4.0}
+    res: dict[str, list[float]] = {k: [] for k in variants}
+    rec: dict[str, list[float]] = {k: [] for k in variants}
     for s in seeds:
-        data = digits(s)
-        for k in res:
-            model = build("digits_cnn", s, data)
-            fit(model, data, epochs, s, [tech("ice")] if k == "ce+ice" else [])
+        data, arch, arch_kw, label = _task(task, s)
+        for k, kw in variants.items():
+            model = build(arch, s, data, **arch_kw)
+            fit(model, data, epochs, s, [tech("ice", **kw)] if kw is not None else [])
             res[k].append(acc(model, data.test))
             rec[k].append(_recall_at_1(model, data.test))
-    common = {"group": "ice", "dataset": "digits", "model": "digits_cnn", "epochs": epochs, "ice": "scale 16, weight 1"}
+    common = {"group": group, "dataset": label, "model": arch, "epochs": epochs, "ice": "scale 16, weight 1"}
     rows = [row(k, "test_accuracy", v, units="fraction", **common) for k, v in res.items()]
     rows += [row(k, "recall_at_1", v, units="fraction (test, leave-one-out, cosine)", **common) for k, v in rec.items()]
-    rows.append(_versus("ice", "ce+ice", "ce", res["ce+ice"], res["ce"],
-                        "ICE is a metric-learning loss; its claim is about embeddings (Recall@1), accuracy is "
-                        "a side effect", **common))
-    d = _versus("ice", "ce+ice", "ce", rec["ce+ice"], rec["ce"], "Recall@1 of the classifier-input embeddings",
+    note = "ICE is a metric-learning loss; its claim is about embeddings (Recall@1), accuracy is a side effect"
+    if task == "mnist1d":
+        note += ("; on MNIST-1D the defaults (scale 16, weight 1) pull the 32-d embedding too hard against CE "
+                 "in 15 epochs; the ce+ice(w0.1,s4) rows test a gentler setting")
+    rows.append(_versus(group, "ce+ice", "ce", res["ce+ice"], res["ce"], note, **common))
+    d = _versus(group, "ce+ice", "ce", rec["ce+ice"], rec["ce"], "Recall@1 of the classifier-input embeddings",
                 **common)
     d["metric"] = "recall_at_1_difference"
     rows.append(d)
+    if "ce+ice(w0.1,s4)" in res:
+        rows.append(_versus(group, "ce+ice(w0.1,s4)", "ce", res["ce+ice(w0.1,s4)"], res["ce"],
+                            "weight 0.1, scale 4", **common))
+        d = _versus(group, "ce+ice(w0.1,s4)", "ce", rec["ce+ice(w0.1,s4)"], rec["ce"], "weight 0.1, scale 4",
+                    **common)
+        d["metric"] = "recall_at_1_difference"
+        rows.append(d)
     return rows
 
 
@@ -276,8 +312,29 @@ def g_early_bird(seeds: list[int], quick: bool) -> list[dict]:
     return rows
 
 
-RUNNERS = {"softer": g_softer, "psg": g_psg, "ice": g_ice, "condense": g_condense, "groupwise": g_groupwise,
-           "early_bird": g_early_bird}
+def g_amp(seeds: list[int], quick: bool) -> list[dict]:
+    """bf16 vs fp32 training (the full comparison, fp16 included, is ``benchmarks/amp.py``)."""
+    import amp
+
+    epochs = 3 if quick else 10
+    res = {p: [amp.train_accuracy(p, s, epochs) for s in seeds] for p in ("fp32", "bf16")}
+    load0 = os.getloadavg()[0]
+    times = amp.step_times(3, 5 if quick else 10)
+    common = {"group": "amp", "dataset": "digits", "model": "digits_cnn", "epochs": epochs, "threads": 1}
+    rows = [row(p, "test_accuracy", [r[0] for r in runs], units="fraction", **common) for p, runs in res.items()]
+    ratios = [b / f for b, f in zip(times["bf16"], times["fp32"], strict=True)]
+    rows.append(row("bf16", "step_time_ratio_to_fp32", ratios, units="x (interleaved rounds)",
+                    load_avg_1m=[load0, os.getloadavg()[0]], **common))
+    rows.append(_versus("amp", "bf16", "fp32", [r[0] for r in res["bf16"]], [r[0] for r in res["fp32"]],
+                        "the acceptance bound is 0.5 points; bf16 keeps fp32's exponent range, so no loss "
+                        "scaling is needed and the weights and optimizer stay fp32", **common))
+    return rows
+
+
+RUNNERS = {"amp": g_amp, "softer": g_softer, "psg": g_psg, "ice": g_ice, "condense": g_condense, "groupwise": g_groupwise,
+           "early_bird": g_early_bird,
+           "psg_mnist1d": lambda seeds, quick: g_psg(seeds, quick, "mnist1d"),
+           "ice_mnist1d": lambda seeds, quick: g_ice(seeds, quick, "mnist1d")}
 
 
 def main() -> None:

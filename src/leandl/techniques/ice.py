@@ -14,7 +14,10 @@ pairs, ICE re-weights them: pair ``(a, i)`` gets the weight ``w = exp(sigma (1 -
 (no gradient through ``w``), normalised so the weights average to 1 over the batch; ``sigma``
 (``weight_scale``) = 0 switches re-weighting off. The exact form of the paper's weighting and
 its default scales were not verified here: this exponential-of-difficulty form and the defaults
-``scale`` = 16, ``weight_scale`` = 0 are this library's choices.
+``scale`` = 16, ``weight_scale`` = 0 are this library's choices. Measured (``benchmarks/issue20_new.py``,
+3 seeds): on digits they raise test Recall@1 by 0.5 +- 0.3 points; on MNIST-1D (32-d embedding,
+15 epochs) they cost 5 points of accuracy and 2.3 of Recall@1, while ``weight`` 0.1, ``scale`` 4
+is on par with CE (+0.3 +- 0.8 accuracy, +1.1 +- 1.7 Recall@1): lower both on small embeddings.
 
 When: training an embedding for retrieval or nearest-neighbour classification; in this library
 added to the classification loss as ``CE + weight * ICE`` (``weight`` 1.0) at ``after_loss``.
