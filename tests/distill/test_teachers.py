@@ -142,3 +142,41 @@ def test_cache_counts_come_from_the_resumable_state():
     plain = _State()
     uncached.logits(x, None, plain)
     assert plain.counters["teacher_forward_samples"] == 8 == uncached.summary()["teacher_forward_samples"]
+
+
+def test_summary_after_setup_reports_restored_counters_with_no_epoch_left():
+    """Killed after the last epoch's resume state: the resumed process trains nothing, yet the
+    stage metrics must carry the run's counts."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from leandl.distill.teachers import TeacherSet
+
+    teacher = create_model("mlp", num_classes=3, input_shape=[4])
+    ts = TeacherSet([teacher], cache=True)
+    state = _State({"teacher_forward_samples": 1079.0, "teacher_cache_hits": 0.0})
+    state.train_loader = SimpleNamespace(dataset=[(torch.zeros(4), 0)] * 8)
+    state.device, state.num_classes = torch.device("cpu"), 3
+    ts.setup(state, input_shape=[4])
+    assert ts.summary()["teacher_forward_samples"] == 1079
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_recipe_model_trust_is_handed_to_the_library(trust, library_calls):
+    """The recipe's own model follows the same rule: library kwargs that download need model.trust."""
+    from types import SimpleNamespace
+
+    from leandl.recipes.runner import build_initial_model
+    from leandl.recipes.schema import ModelConfig
+
+    cfg = ModelConfig(name="timm:resnet18", kwargs={"pretrained": True}, trust=trust)
+    recipe = SimpleNamespace(model=cfg, seed=0)
+    data = SimpleNamespace(num_classes=10, input_shape=(1, 8, 8))
+    if not trust:
+        with pytest.raises(ModelError, match="pretrained"):
+            build_initial_model(recipe, data)
+        assert library_calls == []
+    else:
+        build_initial_model(recipe, data)
+        assert library_calls[0][:2] == ("timm", "resnet18") and library_calls[0][3] is True

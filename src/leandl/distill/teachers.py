@@ -179,6 +179,8 @@ class TeacherSet:
     # ------------------------------------------------------------ setup
     def setup(self, state: Any, input_shape: Sequence[int] | None = None, allow_cache: bool = True) -> None:
         """Resolve the teachers (sized to the data), move them to the device, decide caching."""
+        if hasattr(state, "counters"):
+            self._state = state  # a resumed run reports the restored counters even with no epoch left
         if not self.models:
             shape = input_shape or _loader_input_shape(state.train_loader)
             self.models = [load_teacher(s, state.num_classes, shape) for s in self.specs]

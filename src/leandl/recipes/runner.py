@@ -68,7 +68,7 @@ def build_initial_model(recipe: Recipe, data: Any) -> torch.nn.Module:
         return load(cfg.checkpoint, trust=cfg.trust)
     kwargs = {"num_classes": data.num_classes, "input_shape": list(data.input_shape), **cfg.kwargs}
     torch.manual_seed(recipe.seed)
-    return create_model(cfg.name, **kwargs)
+    return create_model(cfg.name, trust=cfg.trust, **kwargs)  # library downloads only with model.trust
 
 
 def _device(name: str) -> torch.device:
