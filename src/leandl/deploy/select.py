@@ -37,6 +37,7 @@ from torch import nn
 from leandl.deploy.bench import _reason, build_backends, noise_fields, time_backends
 from leandl.deploy.io import call_model, input_tensors, primary_output
 from leandl.deploy.onnx_export import compare_outputs
+from leandl.measure._util import rebatch
 
 __all__ = ["CANDIDATES", "SLOW", "DeploySelection", "conv_mac_share", "eligible_backends", "select_backend",
            "format_selection", "write_deployment"]
@@ -193,7 +194,8 @@ def select_backend(
     model = copy.deepcopy(model).cpu().eval()
     skipped: dict[str, str] = {}
     if backends is None:
-        names, skipped = eligible_backends(model, check_inputs, include_slow=include_slow)
+        # one forward on two samples is enough to count where the MACs go
+        names, skipped = eligible_backends(model, rebatch(check_inputs, 2), include_slow=include_slow)
     else:
         names = list(dict.fromkeys(backends))
     if "eager" not in names:
