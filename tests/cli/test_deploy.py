@@ -96,3 +96,31 @@ def test_deploy_bad_options_name_the_option(trained_ckpt, tmp_path, capsys, args
     code = main(["deploy", str(trained_ckpt), "--out", str(tmp_path / "d"), *args])
     assert code == 2
     assert option in capsys.readouterr().err
+
+
+def test_deploy_token_model_with_dict_outputs_offers_dynamic_int8(tmp_path, capsys) -> None:
+    """A Hugging Face BERT checkpoint (token ids in, ModelOutput out): Linear-heavy, so dynamic
+    int8 is eligible and channels-last is not; every int8 file is checked by cosine to eager."""
+    from leandl._compat_torchvision import import_torchvision
+
+    import_torchvision()
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    ckpt = save(transformers.BertModel(cfg).eval(), tmp_path / "bert")
+    with pytest.warns(UserWarning, match="random inputs"):
+        code = main(["deploy", str(ckpt), "--quick", "--random-calibration", "--input-dtype", "int64",
+                     "--input-shape", "1,32", "--calibration-batches", "2", "--check-size", "16",
+                     "--batch-sizes", "4", "--threads", "1", "--repeats", "2", "--out", str(tmp_path / "d"),
+                     "--json", "--trust"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["tolerance"] == {"min_cosine": 0.99} and doc["calibration"] == "random (asked for)"
+    assert "4-D image" in doc["skipped"]["eager-channels-last"]
+    assert "onnxruntime-dynamic-int8" in doc["checks"]
+    for name, check in doc["checks"].items():
+        assert check["accuracy"] is None
+        within = any(r["backend"] == name for r in doc["rows"])
+        assert within == (check["cosine"] >= 0.99 or name == "eager")
+    assert doc["backend"] in {r["backend"] for r in doc["rows"]}
