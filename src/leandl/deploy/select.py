@@ -27,7 +27,7 @@ import copy
 import math
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,6 @@ class DeploySelection:
     tolerance: dict[str, float]
     artifact: Path | None = None
     notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _check(run: Any, reference: Any, inputs: Any, labels: torch.Tensor | None) -> dict[str, Any]:
