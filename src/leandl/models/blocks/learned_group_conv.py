@@ -237,15 +237,18 @@ class CondenseNetTiny(Backbone):
         c = 2 * growth[0]
         self.stem = nn.Conv2d(in_channels, c, 3, padding=1, bias=False)
         blocks: list[nn.Module] = []
+        points: list[str] = []
         for i, (n, k) in enumerate(zip(stages, growth, strict=True)):
             for _ in range(n):
                 blocks.append(_DenseLayer(c, k, bottleneck, groups, condense_factor))
                 c += k
+            points.append(f"blocks.{len(blocks) - 1}")  # each dense block's last layer
             if i < len(stages) - 1 and pool:
                 blocks.append(nn.AvgPool2d(2))
         self.blocks = nn.Sequential(*blocks)
         self.final = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
         self.head = ClassifierHead(c, num_classes)
+        self.exit_points = tuple(points)
 
 
 @MODELS.register("condensenet_tiny")
