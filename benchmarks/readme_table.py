@@ -115,7 +115,7 @@ ROWS: list[dict[str, Any]] = [
                 "qdq": v(_QAT, "[method=exact QDQ graph&metric=speedup_vs_ort_fp32].mean")}},
     {"what": "`leandl run mnist1d-exits` (seed {seed}), budget {budget} of the MACs",
      "result": "{acc} % vs {full} % for the full network at {em} % expected MACs; {wall}x faster wall-clock "
-               "on the test set",
+               "on the test set (one run, load average {load})",
      "values": {"seed": v(RECIPES + "mnist1d-exits.json", "summary.seed", "d"),
                 "budget": v(RECIPES + "mnist1d-exits.json", "summary.stages[kind=exits].metrics.select_budget"),
                 "acc": v(RECIPES + "mnist1d-exits.json", "summary.stages[kind=exits].metrics.accuracy", ".1f",
@@ -125,7 +125,8 @@ ROWS: list[dict[str, Any]] = [
                 "em": v(RECIPES + "mnist1d-exits.json", "summary.stages[kind=exits].metrics.expected_macs", ".0f",
                         scale=100, div="summary.stages[kind=exits].metrics.backbone_macs"),
                 "wall": v(RECIPES + "mnist1d-exits.json",
-                          "summary.stages[kind=exits].metrics.wall_clock_speedup")}},
+                          "summary.stages[kind=exits].metrics.wall_clock_speedup"),
+                "load": v(RECIPES + "mnist1d-exits.json", "load_average[0]", ".1f")}},
     {"what": "Early-bird on MNIST-1D ({n} seeds)",
      "result": "ticket found after {ep} of {planned} planned epochs (mean): {saved} % of dense-training MACs "
                "saved; {eb} % vs {full} % for train-then-prune",

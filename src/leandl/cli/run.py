@@ -84,7 +84,7 @@ def _print_summary(summary: dict, out: str) -> None:
             wall = (row.get("wall_clock") or {}).get("speedup")
             print(f"{s['dir']}: budget {row['budget_fraction']:.2f} of the MACs: accuracy "
                   f"{row['test_accuracy'] * 100:.2f} %, expected {row['test_expected_macs'] / 1e6:.3g} M MACs"
-                  + (f", {wall:.2f}x faster wall-clock" if wall else ""))
+                  + (f", wall-clock speed-up {wall:.2f}x" if wall else ""))
     result = summary.get("result") or final_stage(stages)
     if result and result.get("accuracy") is not None:
         print(f"test accuracy: {result['accuracy'] * 100:.2f} % ({result['artifact']} of {result['stage']})")
