@@ -51,9 +51,13 @@ class Outcome:
     reason: str = ""
 
 
+# scripts in benchmarks/ that are tools, not benchmarks (they write no results JSON)
+TOOLS = frozenset({"run_all.py", "readme_table.py", "check_readme.py"})
+
+
 def discover(bench_dir: Path, only: list[str] | None = None) -> list[Path]:
-    """Benchmark scripts in ``bench_dir``: ``*.py`` minus ``_*.py`` and run_all.py, by name."""
-    scripts = sorted(p for p in bench_dir.glob("*.py") if not p.name.startswith("_") and p.name != "run_all.py")
+    """Benchmark scripts in ``bench_dir``: ``*.py`` minus ``_*.py`` and the :data:`TOOLS`, by name."""
+    scripts = sorted(p for p in bench_dir.glob("*.py") if not p.name.startswith("_") and p.name not in TOOLS)
     if only:
         known = {p.stem for p in scripts}
         missing = [n for n in only if n not in known]
