@@ -85,6 +85,26 @@ def refresh_findings(out: Path) -> None:
     print(f"refreshed findings in {out}")
 
 
+def markdown(out: Path) -> str:
+    """A compact RESULTS.md section: per group the primary metric of every method, delta, verdict, finding."""
+    rows = json.loads(out.read_text())
+    lines = ["## issue20_existing", "", f"- command: `python benchmarks/issue20_existing.py --only NAME` (one group at a "
+             f"time; {rows[0]['date'][:10]}); mean +- std over n seeds; delta = paired (method - baseline) per seed; "
+             "verdict: positive / negative when |mean delta| > its std, else null", ""]
+    for name, spec in GROUPS.items():
+        mine = [r for r in rows if r.get("group") == name and r["metric"] == spec["metric"]]
+        if not mine:
+            continue
+        lines += [f"### {name}: {spec['title']}", "", f"settings: {spec.get('settings', '')}", "",
+                  "| method | metric | mean | std | n | baseline | delta | verdict |", "|---|---|---|---|---|---|---|---|"]
+        for r in mine:
+            delta = f"{r['delta']:+.4f} +- {r['delta_std']:.4f}" if "delta" in r else "-"
+            lines.append(f"| {r['method']} | {r['metric']} | {r['mean']:.4f} | {r['std']:.4f} | {r['n']} | "
+                         f"{r['baseline']} | {delta} | {r.get('verdict', 'baseline')} |")
+        lines += ["", f"finding: {mine[0]['finding']}", ""]
+    return "\n".join(lines)
+
+
 def run_group(name: str, seeds: list[int], quick: bool) -> list[dict[str, Any]]:
     spec = GROUPS[name]
     t0 = time.perf_counter()
@@ -105,6 +125,7 @@ def main() -> None:
     p.add_argument("--only", default="", help="comma-separated group names")
     p.add_argument("--list", action="store_true")
     p.add_argument("--findings", action="store_true", help="only rewrite the finding texts")
+    p.add_argument("--markdown", action="store_true", help="print the RESULTS.md section of the JSON")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.list:
@@ -115,6 +136,9 @@ def main() -> None:
         out = Path("/tmp/issue20_existing.quick.json")
     if args.findings:
         refresh_findings(out)
+        return
+    if args.markdown:
+        print(markdown(out))
         return
     names = [n for n in args.only.split(",") if n] or list(GROUPS)
     unknown = [n for n in names if n not in GROUPS]
