@@ -16,7 +16,7 @@ from tests_helpers import fast_recipe  # noqa: E402
 
 def test_deploy_stage_writes_deploy_json_and_the_chosen_file(tmp_path: Path) -> None:
     recipe = fast_recipe(stages=[
-        {"kind": "train", "epochs": 3},
+        {"kind": "train", "epochs": 1},
         {"kind": "deploy", "backends": ["eager", "onnxruntime", "onnxruntime-int8"], "batch_sizes": [1, 8],
          "threads": [1], "warmup": 1, "repeats": 2, "calibration_batches": 2, "check_batch_size": 128},
     ])
