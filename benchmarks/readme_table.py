@@ -188,7 +188,7 @@ ROWS: list[dict[str, Any]] = [
     {"what": "Pruning models nobody here wrote (`benchmarks/zoo.py`, {goal} % of the MACs, random init)",
      "result": "leandl pruned, landed within {tol} %, kept the output shape and reloaded exactly: timm {t}/{tn} "
                "(Torch-Pruning: {tpt}/{tptn}), Hugging Face {h}/{hn} (TP {tph}/{tphn}), torchvision {v}/{vn} (TP "
-               "not run there); eager speed-up at b8, median {sp}x over {spn} pruned models",
+               "{tpv}/{tpvn}: only {tpvn} run so far); eager speed-up at b8, median {sp}x over {spn} pruned models",
      "values": {"goal": v(R + "zoo.json", "[method=leandl&metric=pruned_models&family=timm].settings.goal_macs",
                           ".0f", scale=100),
                 "tol": v(R + "zoo.json", "[method=leandl&metric=pruned_models&family=timm].settings.tolerance",
@@ -201,6 +201,8 @@ ROWS: list[dict[str, Any]] = [
                 "hn": v(R + "zoo.json", "[method=leandl&metric=pruned_models&family=hf].total", "d"),
                 "tph": v(R + "zoo.json", "[method=tp&metric=pruned_models&family=hf].pruned", "d"),
                 "tphn": v(R + "zoo.json", "[method=tp&metric=pruned_models&family=hf].total", "d"),
+                "tpv": v(R + "zoo.json", "[method=tp&metric=pruned_models&family=torchvision].pruned", "d"),
+                "tpvn": v(R + "zoo.json", "[method=tp&metric=pruned_models&family=torchvision].total", "d"),
                 "v": v(R + "zoo.json", "[method=leandl&metric=pruned_models&family=torchvision].pruned", "d"),
                 "vn": v(R + "zoo.json", "[method=leandl&metric=pruned_models&family=torchvision].total", "d"),
                 "sp": v(R + "zoo_latency.json", "[method=leandl&metric=eager_speedup_b8&family=all].median"),
