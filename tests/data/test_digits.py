@@ -26,3 +26,25 @@ def test_digits_split_is_stratified_and_seeded() -> None:
     torch.testing.assert_close(a.train.inputs, b.train.inputs, rtol=0, atol=0)
     torch.testing.assert_close(a.targets("test"), b.targets("test"), rtol=0, atol=0)
     assert not torch.equal(a.targets("test"), c.targets("test"))
+
+
+def test_digits_arrays_equal_sklearn_load_digits() -> None:
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from leandl.data.digits import digits_arrays
+
+    data, target = digits_arrays()
+    ref = load_digits()
+    assert data.shape == (1797, 64) and np.array_equal(data, ref.data) and np.array_equal(target, ref.target)
+
+
+def test_loading_digits_does_not_import_sklearn() -> None:
+    """Every `leandl run` on digits (and every crash-suite process) skips scikit-learn's ~1 s import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from leandl.data import load_data; b = load_data('digits'); "
+            "print(len(b.train), any(m.startswith('sklearn') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1079", "False"]

@@ -8,12 +8,37 @@ the train split (one scalar pair, since border pixels are constant). Shape ``(1,
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from leandl.data._base import DataBundle, Standardize, TensorSplit, check_fraction, stratified_split
 from leandl.registry import DATASETS
 
 __all__ = ["build_digits"]
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``(data (1797, 64) float64, target (1797,) int)``: scikit-learn's bundled digits.
+
+    Read straight from the ``digits.csv.gz`` scikit-learn ships (as ``load_digits`` does), found
+    without importing scikit-learn, whose import costs about a second in every process; falls
+    back to ``load_digits`` when the file is not where it used to be.
+    """
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    for base in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(base) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as fh:
+                raw = np.loadtxt(fh, delimiter=",")
+            return raw[:, :-1], raw[:, -1].astype(int)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.data, bunch.target
 
 
 @DATASETS.register("digits")
@@ -27,13 +52,11 @@ def build_digits(
         seed: seed of the stratified split.
         val_fraction, test_fraction: per-class shares of val and test.
     """
-    from sklearn.datasets import load_digits
-
     vf = check_fraction("val_fraction", val_fraction)
     tf = check_fraction("test_fraction", test_fraction, high=1.0 - vf)
-    raw = load_digits()
-    x = torch.as_tensor(raw.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
-    y = torch.as_tensor(raw.target, dtype=torch.int64)
+    data, target = digits_arrays()
+    x = torch.as_tensor(data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    y = torch.as_tensor(target, dtype=torch.int64)
     val_idx, test_idx, train_idx = stratified_split(y, [vf, tf], seed)
     norm = Standardize.fit(x[train_idx], 1.0, channel_dim=None)
     x = norm.normalize(x)
