@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from types import SimpleNamespace
 
 import pytest
@@ -142,3 +143,34 @@ def test_cli_prune_finds_the_run_dataset(tmp_path) -> None:
     ckpt.mkdir(parents=True)
     (tmp_path / "run" / "recipe.yaml").write_text("seed: 3\ndata: {name: digits, batch_size: 32}\n")
     assert _run_data(str(ckpt)) == {"name": "digits", "batch_size": 32, "seed": 3}
+
+
+def _comparison(dense_ms: list[float], pruned_ms: list[float]):
+    from leandl.measure.latency import LatencyComparison, LatencyStats, percentile
+
+    def stats(v: list[float]) -> LatencyStats:
+        med = statistics.median(v)
+        return LatencyStats(median_ms=med, p90_ms=percentile(v, 90), mean_ms=sum(v) / len(v),
+                            repeats=len(v), batch_size=8, threads=2, throughput_per_s=8e3 / med)
+
+    ups = [d / p for d, p in zip(dense_ms, pruned_ms)]
+    return LatencyComparison(baseline="dense",
+                             median_ms={"dense": statistics.median(dense_ms),
+                                        "pruned": statistics.median(pruned_ms)},
+                             round_ms={"dense": dense_ms, "pruned": pruned_ms},
+                             speedup={"dense": [1.0] * len(ups), "pruned": ups},
+                             speedup_median={"dense": 1.0, "pruned": statistics.median(ups)},
+                             threads=2, stats={"dense": stats(dense_ms), "pruned": stats(pruned_ms)})
+
+
+def test_prune_latency_noise_flags_spread_and_direction() -> None:
+    from leandl.cli.prune import latency_noise
+
+    steady = _comparison([10.0, 10.2, 9.9, 10.1], [5.0, 5.1, 5.0, 4.9])
+    assert latency_noise(steady) is None
+    # speed-ups 0.8x .. 1.4x: even the direction is unknown
+    mixed = _comparison([10.0, 10.0, 10.0, 10.0], [12.5, 7.2, 9.0, 8.5])
+    assert "span 1.0" in latency_noise(mixed)
+    # one 40 ms outlier among ~10 ms calls: p90 = 19 ms > 1.5 x median 10 ms
+    spiky = _comparison([10.0, 10.0, 10.0, 40.0], [5.0, 5.0, 5.0, 5.0])
+    assert "dense p90" in latency_noise(spiky) and "pruned p90" not in latency_noise(spiky)

@@ -14,7 +14,7 @@ layerwise): shapes and dense latency do not change, only the compressed storage,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -101,9 +101,14 @@ def prune_command(
     typer.echo(f"params  {report.params_before / 1e6:.3f} M -> {report.params_after / 1e6:.3f} M")
     typer.echo(f"MACs    {report.macs_before / 1e6:.2f} M -> {report.macs_after / 1e6:.2f} M "
                f"({100 * report.achieved['macs']:.1f} % kept, batch 1)")
+    rounds = sorted(lat.speedup["pruned"])
     typer.echo(f"latency {lat.median_ms['dense']:.2f} ms -> {lat.median_ms['pruned']:.2f} ms "
                f"(batch {batch_size}, {lat.threads} threads, speed-up "
-               f"{lat.speedup_median['pruned']:.2f}x, eager CPU)")
+               f"{lat.speedup_median['pruned']:.2f}x, rounds {rounds[0]:.2f}x-{rounds[-1]:.2f}x, "
+               f"eager CPU)")
+    warning = latency_noise(lat)
+    if warning:
+        typer.echo(f"noisy   {warning}")
     if report.latency:
         lr = report.latency
         budget = (f"{lr['budget_fraction']:.3f}" if "budget_fraction" in lr
@@ -189,3 +194,21 @@ def _recorded_shape(checkpoint: str) -> str | None:
 def register(app: typer.Typer) -> None:
     """Add the ``prune`` command to ``app``."""
     app.command("prune")(prune_command)
+
+
+def latency_noise(lat: Any) -> str | None:
+    """Why the dense-vs-pruned timing cannot be trusted, or None when it looks steady.
+
+    Flags a variant whose p90 exceeds 1.5x its median over all timed calls, and a speed-up whose
+    per-round values fall on both sides of 1.0 (so even its direction is not established).
+    """
+    why = [f"{n} p90 {s.p90_ms:.2f} ms > 1.5x its median {s.median_ms:.2f} ms"
+           for n, s in lat.stats.items() if s.median_ms > 0 and s.p90_ms > 1.5 * s.median_ms]
+    ups = lat.speedup["pruned"]
+    if min(ups) < 1.0 < max(ups):
+        why.append(f"per-round speed-ups span 1.0 ({min(ups):.2f}x-{max(ups):.2f}x)")
+    if not why:
+        return None
+    return "; ".join(why) + " -- the speed-up is not reliable; rerun on a quiet machine " \
+        "(leandl bench CKPT times it with more rounds)"
+
