@@ -37,6 +37,12 @@ def test_stage_option_and_technique_checked():
 def test_out_of_range_values_rejected():
     with pytest.raises(ConfigError, match=r"defaults.lr"):
         load_recipe(fast_recipe(defaults={"lr": -0.1}))
+    # a value the type allows but the technique refuses fails at load, before any stage runs
+    bad = fast_recipe(stages=[{"kind": "train"}, {"kind": "train", "techniques": [
+        {"name": "label_smoothing", "smoothing": 7}]}])
+    with pytest.raises(ConfigError, match=r"stages\[1\].techniques\[0\] \(label_smoothing\).*"
+                                          r"smoothing must be in \[0, 1\], got 7"):
+        load_recipe(bad)
 
 
 def test_overrides_apply_and_check_paths():

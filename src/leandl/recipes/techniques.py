@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ConfigDict, ValidationError, create_model
 
-from leandl.errors import ConfigError, UsageError, closest
+from leandl.errors import ConfigError, LeandlError, UsageError, closest
 from leandl.recipes.schema import TechniqueEntry
 from leandl.registry import TECHNIQUES
 
@@ -57,6 +57,16 @@ def check_technique(entry: TechniqueEntry | dict[str, Any], where: str) -> tuple
             else:
                 problems.append(f"{where}.{key}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError("; ".join(problems), fix="correct the technique's arguments") from None
+    if not any(k.startswith("teacher") for k in kwargs):  # teachers load at stage time
+        try:  # values the types allow but the technique refuses (smoothing 7, weight -1 ...)
+            cls(**kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{where} ({entry.name}): {exc}",
+                              fix="correct the technique's arguments") from None
+        except UsageError as exc:  # the technique's own argument check
+            raise ConfigError(f"{where} ({entry.name}): {exc.what}", fix=exc.fix) from None
+        except LeandlError:  # needs what only the stage has (a teacher, a model): checked there
+            pass
     return cls, kwargs
 
 
