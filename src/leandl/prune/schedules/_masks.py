@@ -10,7 +10,7 @@ change the function) and turned into a physically smaller model with
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -27,6 +27,7 @@ __all__ = [
     "masks_from_scores",
     "apply_group_masks_",
     "zero_filters_",
+    "masked_producers",
     "remove_masked",
     "keep_indices",
     "snapshot_units",
@@ -147,15 +148,15 @@ def apply_group_masks_(model: nn.Module, groups: Sequence[Any], masks: dict[str,
         zero_units_(model, g, (~m).nonzero().flatten().tolist())
 
 
-@torch.no_grad()
-def zero_filters_(model: nn.Module, groups: Sequence[Any], masks: dict[str, Tensor]) -> None:
-    """SFP's soft mask: zero only the conv/linear weights and biases producing pruned units.
-
-    Norm layers are left alone, so a zeroed filter still receives a gradient (through the BN
-    scale) and can recover; :func:`apply_group_masks_` also zeroes BN weight and bias.
-    """
+def masked_producers(model: nn.Module, groups: Sequence[Any], masks: dict[str, Tensor],
+                     norms: bool = False) -> Iterator[tuple[Tensor, int, Tensor]]:
+    """``(tensor, dim, indices)`` of every conv/linear weight and bias (and, with ``norms``, norm
+    weight and bias) that produces a masked-out unit of ``groups``."""
     from leandl.prune.groups import unit_indices
 
+    kinds: tuple[type, ...] = (nn.modules.conv._ConvNd, nn.Linear)
+    if norms:
+        kinds += (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
     for g in groups:
         m = masks.get(g.name)
         if m is None or bool(m.all()):
@@ -163,10 +164,21 @@ def zero_filters_(model: nn.Module, groups: Sequence[Any], masks: dict[str, Tens
         units = (~m).nonzero().flatten()
         for mod_name, pname, dim, off, r in g.slices("producers"):
             mod = model.get_submodule(mod_name) if mod_name else model
-            if isinstance(mod, (nn.modules.conv._ConvNd, nn.Linear)) and pname in ("weight", "bias"):
+            if isinstance(mod, kinds) and pname in ("weight", "bias"):
                 t = getattr(mod, pname)
                 if t is not None:
-                    t.index_fill_(dim, unit_indices(units, off, r).to(t.device), 0.0)
+                    yield t, dim, unit_indices(units, off, r).to(t.device)
+
+
+@torch.no_grad()
+def zero_filters_(model: nn.Module, groups: Sequence[Any], masks: dict[str, Tensor]) -> None:
+    """SFP's soft mask: zero only the conv/linear weights and biases producing pruned units.
+
+    Norm layers are left alone, so a zeroed filter still receives a gradient (through the BN
+    scale) and can recover; :func:`apply_group_masks_` also zeroes BN weight and bias.
+    """
+    for t, dim, idx in masked_producers(model, groups, masks):
+        t.index_fill_(dim, idx, 0.0)
 
 
 def keep_indices(masks: dict[str, Tensor]) -> dict[str, list[int]]:

@@ -118,6 +118,10 @@ class SoftPruning(Technique):
             self.recovered += sum(int((new[k] & ~self.masks[k]).sum()) for k in new if k in self.masks)
         self.masks = new
         self.rates.append((epoch, rate))
+        self._soften(state, epoch)
+
+    def _soften(self, state: State, epoch: int) -> None:
+        """What happens to the selected filters until the end (SFP: zeroed, may regrow)."""
         M.zero_filters_(state.model, self._groups, self.masks)
 
     def epoch_end(self, state: State) -> None:

@@ -71,23 +71,8 @@ def scale_filters_(model: nn.Module, groups: Sequence[Any], masks: dict[str, Ten
     running statistics are not); without, norm layers are left alone as in
     :func:`~leandl.prune.schedules._masks.zero_filters_`.
     """
-    from leandl.prune.groups import unit_indices
-
-    for g in groups:
-        m = masks.get(g.name)
-        if m is None or bool(m.all()):
-            continue
-        units = (~m).nonzero().flatten()
-        for mod_name, pname, dim, off, r in g.slices("producers"):
-            mod = model.get_submodule(mod_name) if mod_name else model
-            kinds: tuple[type, ...] = (nn.modules.conv._ConvNd, nn.Linear)
-            if norms:
-                kinds += (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-            if isinstance(mod, kinds) and pname in ("weight", "bias"):
-                t = getattr(mod, pname)
-                if t is not None:
-                    idx = unit_indices(units, off, r).to(t.device)
-                    t.index_copy_(dim, idx, t.index_select(dim, idx) * alpha)
+    for t, dim, idx in M.masked_producers(model, groups, masks, norms=norms):
+        t.index_copy_(dim, idx, t.index_select(dim, idx) * alpha)
 
 
 @TECHNIQUES.register("softer_pruning")
@@ -107,14 +92,7 @@ class SofterPruning(SoftPruning):
         self.decay, self.decay_norm = decay, decay_norm
         self.alphas: list[tuple[int, float]] = []
 
-    def _select(self, state: State, epoch: int) -> None:
-        rate = self.rate_at(epoch)
-        scores = M.criterion_scores(state.model, self._groups, self.criterion)
-        new = M.masks_from_scores(scores, M.prune_counts(scores, rate, self.scope, self.max_ratio))
-        if self.masks:
-            self.recovered += sum(int((new[k] & ~self.masks[k]).sum()) for k in new if k in self.masks)
-        self.masks = new
-        self.rates.append((epoch, rate))
+    def _soften(self, state: State, epoch: int) -> None:
         alpha = decay_factor(epoch, self._epochs, self.decay)
         self.alphas.append((epoch, alpha))
         scale_filters_(state.model, self._groups, self.masks, alpha, norms=self.decay_norm)
