@@ -68,8 +68,11 @@ def discover(bench_dir: Path, only: list[str] | None = None) -> list[Path]:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The JSON rows of a result file (a list of objects); raises ValueError otherwise."""
+    """The JSON rows of a result file (a list of objects, or ``{"rows": [...]}``); raises
+    ValueError otherwise."""
     data = json.loads(path.read_text())
+    if isinstance(data, dict) and isinstance(data.get("rows"), list):  # {"summary": ..., "rows": [...]}
+        data = data["rows"]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise ValueError(f"{path} does not hold a JSON list of objects")
     return data
