@@ -6,7 +6,9 @@ checks that the samples still running can pay for it:
 still-running sample's latest exit. Without a confidence policy this is "the deepest exit that
 fits" (:func:`deepest_affordable_exit`); with thresholds, confident samples leave early and
 their savings let the rest go deeper. Input-dependent layer/channel-skipping gates (DDI's
-MGL2S half) are not implemented here.
+MGL2S half) are in :mod:`leandl.dynamic.ddi_gates`. In a recipe: an ``exits`` stage's
+``hard_budgets`` (fractions of the backbone's MACs per sample) runs this halt on the test set
+with the selected budget's thresholds and reports accuracy and MACs spent per budget.
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 
+from leandl.errors import ConfigError
 from leandl.recipes.context import RunContext
 from leandl.recipes.stage import Stage, StageResult
 from leandl.recipes.stages.train import TrainOptions, run_training
 from leandl.registry import STAGES
 
-__all__ = ["ExitsOptions", "ExitsStage"]
+__all__ = ["ExitsOptions", "ExitsStage", "hard_budget_rows"]
 
 
 class ExitsOptions(TrainOptions):  # type: ignore[misc, valid-type]
@@ -44,6 +45,7 @@ class ExitsOptions(TrainOptions):  # type: ignore[misc, valid-type]
     budgets: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.25, 0.5, 0.75],
                                                                max_length=100)
     select_budget: float = Field(0.5, gt=0, le=1)
+    hard_budgets: list[Annotated[float, Field(gt=0, le=2)]] = Field(default_factory=list, max_length=100)
     timing_batch_size: int | None = Field(None, ge=1, le=1 << 16)
     timing_rounds: int = Field(5, ge=1, le=10_000)
     timing_threads: int | None = Field(None, ge=1, le=1024)
@@ -98,7 +100,11 @@ def _evaluate_budgets(ctx: RunContext, model: Any, opts: ExitsOptions) -> tuple[
                                                      threads=opts.timing_threads)
         rows.append(row)
         policies[str(frac)] = pol.to_dict()
+        if frac == opts.select_budget:
+            selected = list(pol.thresholds)
     sel = next(r for r in rows if r["budget_fraction"] == opts.select_budget)
+    hard = hard_budget_rows(model, x_test.to(ctx.device), test_y, costs, full, opts.hard_budgets,
+                            selected, opts.criterion, bs)
     metrics = {
         "accuracy": sel["test_accuracy"], "full_accuracy": float(correct[-1].float().mean()),
         "exit_accuracy": [float(c.float().mean()) for c in correct],
@@ -107,8 +113,37 @@ def _evaluate_budgets(ctx: RunContext, model: Any, opts: ExitsOptions) -> tuple[
         "budgets": rows, "anytime": anytime_accuracy(test_logits, test_y, costs),
         "accuracy_vs_expected_macs": accuracy_cost_curve(test_logits, test_y, costs, opts.criterion),
         "val_anytime": anytime_accuracy(val_logits, val_y, costs),
+        **({"hard_budgets": hard} if hard else {}),
     }
     return metrics, {"exit_policies": policies, "exit_macs": costs, "exit_criterion": opts.criterion}
+
+
+def hard_budget_rows(model: Any, x: Any, y: Any, costs: list[int], full: float, fractions: list[float],
+                     thresholds: list[float], criterion: str, batch_size: int) -> list[dict[str, Any]]:
+    """DDI's resource-dependent halt (arXiv 1907.04523) on the test set, per hard budget.
+
+    Each batch of ``batch_size`` may spend at most ``fraction x backbone MACs x batch`` MACs
+    (:func:`leandl.dynamic.halt.predict_within_budget`, with the selected budget's confidence
+    thresholds); a row holds the accuracy and the MACs spent per sample, as a fraction of the
+    backbone's. A budget below the first exit's cost is a ConfigError naming ``hard_budgets``.
+    """
+    from leandl.dynamic.halt import predict_within_budget
+
+    rows = []
+    for frac in fractions:
+        hits, spent = 0, 0.0
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i:i + batch_size]
+            try:
+                res = predict_within_budget(model, xb, frac * full * xb.shape[0], costs, thresholds,
+                                            criterion)
+            except ConfigError as exc:
+                raise ConfigError(exc.what, where=f"hard_budgets ({frac})", fix=exc.fix) from None
+            hits += int((res.logits.argmax(-1).cpu() == y[i:i + batch_size]).sum())
+            spent += res.spent_macs
+        rows.append({"budget_fraction": frac, "test_accuracy": hits / x.shape[0],
+                     "spent_macs_fraction": spent / (full * x.shape[0])})
+    return rows
 
 
 @STAGES.register("exits")
