@@ -47,6 +47,7 @@ _EX = R + "exits.json"
 _DI = R + "distill.json"
 _PV = R + "prune_vs_torch_pruning.json"
 _DEP = R + "deploy.json"
+_DCH = R + "deploy_chain.json"
 _QAT = R + "qat.json"
 _SE = R + "sentence_embedding.json"
 
@@ -185,6 +186,21 @@ ROWS: list[dict[str, Any]] = [
                 "n": v(_DEP, "[method=whole chain&metric=speedup].n", "d"),
                 "i": v(_DEP, "[method=int8 (ORT)&metric=speedup].mean"),
                 "isd": v(_DEP, "[method=int8 (ORT)&metric=speedup].std")}},
+    {"what": "Best deployment chain per batch size (`benchmarks/deploy.py`, 2 threads, interleaved rounds, "
+             "quiet machine; ResNet-56 pruned to half its MACs, widths x16; a BERT-style encoder at b8; "
+             "goals in docs/deploy.md)",
+     "result": "ResNet-56 + ORT int8 vs dense eager: b64 {b64}x +- {b64sd} (**miss** of the goal), b1 {b1}x +- {b1sd} "
+               "({n} seeds); BERT: heads + MLP pruned + ORT dynamic int8 {bert}x +- {bsd} ORT fp32, cosine "
+               "{cos} ({bn} seeds); torchao x86 int8 skipped (its quantizer refuses the pruned graph)",
+     "values": {"b64": v(_DCH, "[method=best chain b64: pruned16_ort_int8&metric=speedup].mean"),
+                "b64sd": v(_DCH, "[method=best chain b64: pruned16_ort_int8&metric=speedup].std"),
+                "b1": v(_DCH, "[method=best chain b1: pruned16_ort_int8&metric=speedup].mean", ".1f"),
+                "b1sd": v(_DCH, "[method=best chain b1: pruned16_ort_int8&metric=speedup].std", ".1f"),
+                "n": v(_DCH, "[method=best chain b64: pruned16_ort_int8&metric=speedup].n", "d"),
+                "bert": v(_DCH, "[method=best chain bert: pruned_ort_dynamic_int8&metric=speedup].mean"),
+                "bsd": v(_DCH, "[method=best chain bert: pruned_ort_dynamic_int8&metric=speedup].std"),
+                "cos": v(_DCH, "[method=bert&metric=pruned_ort_dynamic_int8_cosine].mean", ".4f"),
+                "bn": v(_DCH, "[method=best chain bert: pruned_ort_dynamic_int8&metric=speedup].n", "d")}},
     {"what": "Pruning models nobody here wrote (`benchmarks/zoo.py`, {goal} % of the MACs, random init)",
      "result": "leandl pruned, landed within {tol} %, kept the output shape and reloaded exactly: timm {t}/{tn} "
                "(Torch-Pruning: {tpt}/{tptn}), Hugging Face {h}/{hn} (TP {tph}/{tphn}), torchvision {v}/{vn} (TP "
