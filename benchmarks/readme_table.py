@@ -48,6 +48,9 @@ _DI = R + "distill.json"
 _PV = R + "prune_vs_torch_pruning.json"
 _DEP = R + "deploy.json"
 _DCH = R + "deploy_chain.json"
+_AMP = R + "amp.json"
+_NAS = R + "nas.json"
+_DDI = R + "ddi.json"
 _QAT = R + "qat.json"
 _SE = R + "sentence_embedding.json"
 
@@ -201,6 +204,40 @@ ROWS: list[dict[str, Any]] = [
                 "bsd": v(_DCH, "[method=best chain bert: pruned_ort_dynamic_int8&metric=speedup].std"),
                 "cos": v(_DCH, "[method=bert&metric=pruned_ort_dynamic_int8_cosine].mean", ".4f"),
                 "bn": v(_DCH, "[method=best chain bert: pruned_ort_dynamic_int8&metric=speedup].n", "d")}},
+    {"what": "Mixed-precision training on CPU (digits_cnn, recipe `precision: bf16` or `fp16`)",
+     "result": "bf16 {b} % vs fp32 {f} % ({d} +- {dsd} points, {n} seeds), bf16 step time {r}x fp32's; fp16 with loss "
+               "scaling {h} %, but {hr}x slower (no fp16 kernels on this CPU)",
+     "values": {"b": acc(_AMP, "[method=bf16&metric=test_accuracy]", fmt=".2f"),
+                "n": v(_AMP, "[method=bf16&metric=test_accuracy].n", "d"),
+                "f": acc(_AMP, "[method=fp32&metric=test_accuracy]", fmt=".2f"),
+                "d": v(_AMP, "[method=bf16 - fp32&metric=test_accuracy_difference].mean", "+.2f", scale=100),
+                "dsd": v(_AMP, "[method=bf16 - fp32&metric=test_accuracy_difference].std", ".2f", scale=100),
+                "r": v(_AMP, "[method=bf16&metric=step_time_ratio_to_fp32].mean"),
+                "h": acc(_AMP, "[method=fp16&metric=test_accuracy]", fmt=".2f"),
+                "hr": v(_AMP, "[method=fp16&metric=step_time_ratio_to_fp32].mean", ".1f")}},
+    {"what": "DARTS cell search on MNIST-1D vs the hand-designed `mnist1d_cnn`",
+     "result": "searched cell {c} +- {csd} % vs {h} +- {hsd} % at {m}x the MACs ({n} seeds); search {t} +- {tsd} s",
+     "values": {"c": acc(_NAS, "[method=darts_cell&metric=test_accuracy]"),
+                "n": v(_NAS, "[method=darts_cell&metric=test_accuracy].n", "d"),
+                "csd": acc(_NAS, "[method=darts_cell&metric=test_accuracy]", key="std"),
+                "h": acc(_NAS, "[method=hand_cnn&metric=test_accuracy]"),
+                "hsd": acc(_NAS, "[method=hand_cnn&metric=test_accuracy]", key="std"),
+                "m": v(_NAS, "[method=darts_cell&metric=macs].mean", ".2f",
+                       div="[method=hand_cnn&metric=macs].mean"),
+                "t": v(_NAS, "[method=darts_cell&metric=search_seconds].mean", ".0f"),
+                "tsd": v(_NAS, "[method=darts_cell&metric=search_seconds].std", ".0f")}},
+    {"what": "DDI input-dependent skipping gates vs the static exits of `mnist1d-exits` at half the MACs",
+     "result": "**negative:** gates {g} +- {gsd} % ({gs}x faster than the backbone) vs static exits {e} +- {esd} % "
+               "({es}x; {n} seeds); the gates learn a near-static cut (per-input MACs {p10}-{p90} of the backbone's)",
+     "values": {"g": acc(_DDI, "[method=ddi_gates&metric=test_accuracy]"),
+                "n": v(_DDI, "[method=ddi_gates&metric=test_accuracy].n", "d"),
+                "gsd": acc(_DDI, "[method=ddi_gates&metric=test_accuracy]", key="std"),
+                "gs": v(_DDI, "[method=ddi_gates&metric=speedup_vs_backbone].mean"),
+                "e": acc(_DDI, "[method=exits_static&metric=test_accuracy]"),
+                "esd": acc(_DDI, "[method=exits_static&metric=test_accuracy]", key="std"),
+                "es": v(_DDI, "[method=exits_static&metric=speedup_vs_backbone].mean"),
+                "p10": v(_DDI, "[method=ddi_gates&metric=macs_fraction_p10].mean"),
+                "p90": v(_DDI, "[method=ddi_gates&metric=macs_fraction_p90].mean")}},
     {"what": "Pruning models nobody here wrote (`benchmarks/zoo.py`, {goal} % of the MACs, random init)",
      "result": "leandl pruned, landed within {tol} %, kept the output shape and reloaded exactly: timm {t}/{tn} "
                "(Torch-Pruning: {tpt}/{tptn}), Hugging Face {h}/{hn} (TP {tph}/{tphn}), torchvision {v}/{vn} (TP "
