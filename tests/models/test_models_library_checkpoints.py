@@ -101,7 +101,8 @@ def test_mnasnet_versions_recorded(tmp_path: Path) -> None:
     assert read_meta(tmp_path / "ck")["state_dict_metadata"][""] == {"version": 2}
 
 
-def _train_mode_matches(model: nn.Module, path: Path, size: int, outputs: int) -> None:
+def _train_mode_matches(model: nn.Module, path: Path, size: int, outputs: int) -> float:
+    """Save/load, then compare train-mode outputs (same dropout masks); returns their max diff."""
     model.eval()
     save(model, path)
     loaded = load(path)
@@ -113,16 +114,19 @@ def _train_mode_matches(model: nn.Module, path: Path, size: int, outputs: int) -
     torch.manual_seed(1)
     out_b = _call(loaded, x)
     assert len(out_a) == len(out_b) == outputs  # logits (+ auxiliary logits)
-    assert max(float((p - q).abs().max()) for p, q in zip(out_a, out_b, strict=True)) <= TOL
+    diff = max(float((p - q).abs().max()) for p, q in zip(out_a, out_b, strict=True))
+    assert diff <= TOL
     model.eval()
     loaded.eval()
     assert _max_diff(model, loaded, x) <= TOL  # batch-norm statistics were updated alike
+    return diff
 
 
 def test_googlenet_train_mode(tmp_path: Path) -> None:
     _lib("torchvision")
     torch.manual_seed(0)
-    _train_mode_matches(create_model("torchvision:googlenet", num_classes=5), tmp_path / "ck", 32, outputs=3)
+    model = create_model("torchvision:googlenet", num_classes=5)
+    assert _train_mode_matches(model, tmp_path / "ck", 32, outputs=3) <= TOL
 
 
 @pytest.mark.slow
@@ -131,7 +135,7 @@ def test_inception_v3_train_mode(tmp_path: Path) -> None:
     torch.manual_seed(0)
     # 299 is the smallest input the auxiliary head accepts (it runs only in training)
     model = create_model("torchvision:inception_v3", num_classes=5, init_weights=False)
-    _train_mode_matches(model, tmp_path / "ck", 299, outputs=2)
+    assert _train_mode_matches(model, tmp_path / "ck", 299, outputs=2) <= TOL
 
 
 def test_inception_v3_without_aux_train_mode(tmp_path: Path) -> None:
@@ -139,7 +143,7 @@ def test_inception_v3_without_aux_train_mode(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model("torchvision:inception_v3", num_classes=5, aux_logits=False, transform_input=True,
                          init_weights=False)
-    _train_mode_matches(model, tmp_path / "ck", 75, outputs=1)
+    assert _train_mode_matches(model, tmp_path / "ck", 75, outputs=1) <= TOL
 
 
 def test_plain_torchvision_model_is_recognised(tmp_path: Path) -> None:
@@ -200,7 +204,8 @@ def test_timm_round_trip(tmp_path: Path, arch: str, kwargs: dict[str, Any]) -> N
     _lib("timm")
     torch.manual_seed(0)
     model = create_model(f"timm:{arch}", num_classes=6, **kwargs)
-    _round_trip(model, torch.randn(2, 3, 32, 32), tmp_path / "ck")
+    loaded = _round_trip(model, torch.randn(2, 3, 32, 32), tmp_path / "ck")
+    assert type(loaded) is type(model)
 
 
 @pytest.mark.parametrize(("arch", "kwargs", "expected"), [

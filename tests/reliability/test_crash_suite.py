@@ -206,3 +206,10 @@ def test_crash_point_is_inert_without_the_variable(monkeypatch):
     crash_point("stage.ran", "01-train")  # another target
     crash_point("stage.ran", "02-prune")  # first of two: not yet
     crash_point("stage.start", "02-prune")  # another point
+    # the process is still here; the second hit of the named point kills a real process
+    code = ("from leandl.serialization import crash_point\n"
+            "crash_point('stage.ran', '02-prune')\nprint('first', flush=True)\n"
+            "crash_point('stage.ran', '02-prune')\nprint('second', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LEANDL_CRASH_AT": "stage.ran@02-prune:2"})
+    assert proc.returncode == -signal.SIGKILL and proc.stdout.split() == ["first"]
