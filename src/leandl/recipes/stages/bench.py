@@ -24,7 +24,7 @@ from leandl.recipes.schema import Strict
 from leandl.recipes.stage import Stage, StageResult
 from leandl.registry import BACKENDS, STAGES
 
-__all__ = ["BenchOptions", "BenchStage"]
+__all__ = ["BenchOptions", "BenchStage", "check_backend_names"]
 
 
 class BenchOptions(Strict):
@@ -41,6 +41,16 @@ class BenchOptions(Strict):
     repeats: int = Field(40, ge=1, le=100_000)
 
 
+def check_backend_names(names: list[str] | None, stage_index: int) -> None:
+    """A ConfigError naming ``stages[i].backends`` for a backend name that is not registered."""
+    from leandl.errors import ConfigError
+
+    for name in names or []:
+        if name not in BACKENDS:
+            raise ConfigError(f"unknown backend '{name}'", where=f"stages[{stage_index}].backends",
+                              fix=f"choose from {', '.join(BACKENDS.names())}")
+
+
 @STAGES.register("bench")
 class BenchStage(Stage):
     """Benchmark the current model on several backends; rows under metrics.bench."""
@@ -50,13 +60,8 @@ class BenchStage(Stage):
     needs_trained_model = True
 
     def run(self, ctx: RunContext) -> StageResult:
-        from leandl.errors import ConfigError
-
         o = self.options
-        for name in o.backends:
-            if name not in BACKENDS:
-                raise ConfigError(f"unknown backend '{name}'", where=f"stages[{ctx.stage_index}].backends",
-                                  fix=f"choose from {', '.join(BACKENDS.names())}")
+        check_backend_names(o.backends, ctx.stage_index)
         if not ctx.is_main:
             return StageResult(model=ctx.model, measure=False)
         n_check = min(o.check_batch_size, len(ctx.data.test))

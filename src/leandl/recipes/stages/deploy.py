@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
-from typing import Annotated
 
 import torch
 from pydantic import Field
@@ -29,27 +28,21 @@ from pydantic import Field
 from leandl.deploy.calibration import calibration_batches
 from leandl.deploy.select import select_backend, write_deployment
 from leandl.recipes.context import RunContext
-from leandl.recipes.schema import Strict
+from leandl.recipes.stages.bench import BenchOptions, check_backend_names
 from leandl.recipes.stage import Stage, StageResult
-from leandl.registry import BACKENDS, STAGES
+from leandl.registry import STAGES
 
 __all__ = ["DeployOptions", "DeployStage"]
 
 
-class DeployOptions(Strict):
-    """Options of a ``deploy`` stage."""
+class DeployOptions(BenchOptions):
+    """Options of a ``deploy`` stage: a bench stage's, plus the accuracy tolerance of the choice
+    (``backends`` None: every eligible backend)."""
 
-    name: str | None = None
-    backends: list[str] | None = Field(None, min_length=1, max_length=32)
-    batch_sizes: list[Annotated[int, Field(ge=1, le=1 << 16)]] = Field(default_factory=lambda: [1, 64], min_length=1,
-                                                                       max_length=32)
-    threads: list[Annotated[int, Field(ge=1, le=1024)]] | None = Field(None, max_length=32)
+    backends: list[str] | None = Field(None, min_length=1, max_length=32)  # type: ignore[assignment]
     max_accuracy_drop: float = Field(0.01, ge=0.0, le=1.0)
     min_cosine: float = Field(0.99, ge=-1.0, le=1.0)
     include_slow: bool = True
-    calibration_batches: int = Field(8, ge=1, le=100_000)
-    check_batch_size: int = Field(256, ge=1, le=1 << 16)
-    warmup: int = Field(3, ge=0, le=10_000)
     repeats: int = Field(20, ge=1, le=100_000)
 
 
@@ -62,13 +55,8 @@ class DeployStage(Stage):
     needs_trained_model = True
 
     def run(self, ctx: RunContext) -> StageResult:
-        from leandl.errors import ConfigError
-
         o = self.options
-        for name in o.backends or []:
-            if name not in BACKENDS:
-                raise ConfigError(f"unknown backend '{name}'", where=f"stages[{ctx.stage_index}].backends",
-                                  fix=f"choose from {', '.join(BACKENDS.names())}")
+        check_backend_names(o.backends, ctx.stage_index)
         if not ctx.is_main:
             return StageResult(model=ctx.model, measure=False)
         n = min(o.check_batch_size, len(ctx.data.test))
