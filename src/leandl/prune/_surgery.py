@@ -22,7 +22,7 @@ def forward_shape(model: nn.Module, example_inputs: Any, where: str | None = Non
     Raises:
         ModelError: the forward pass fails (names ``where``, the groups just pruned).
     """
-    from leandl.prune._trace import call
+    from leandl.prune._inputs import call
 
     was = model.training
     model.eval()

@@ -40,9 +40,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from leandl.errors import ModelError
+from leandl.prune._inputs import batch2, call, output_tensors
 
 __all__ = ["Space", "Trace", "trace_spaces", "Slice", "View", "prod"]
 
@@ -290,44 +290,12 @@ def _module_stack(model: nn.Module, g: Graph) -> Iterator[None]:
             h.remove()
 
 
-def call(model: nn.Module, inputs: Any) -> Any:
-    """``model(inputs)``: a tensor, a tuple/list of positional inputs, or a dict of kwargs."""
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
-
-
-def _output_flat(out: Any) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, dict):
-        return [t for v in out.values() for t in _output_flat(v)]
-    if isinstance(out, (tuple, list)):
-        return [t for v in out for t in _output_flat(v)]
-    if hasattr(out, "__dataclass_fields__"):
-        return [t for k in out.__dataclass_fields__ for t in _output_flat(getattr(out, k))]
-    return []
-
-
-def _batch2(inputs: Any) -> Any:
-    """The inputs with their batch dim repeated to 2 (train-mode norms need 2 samples)."""
-    if isinstance(inputs, torch.Tensor):
-        return torch.cat([inputs, inputs]) if inputs.dim() >= 1 and inputs.shape[0] == 1 else inputs
-    if isinstance(inputs, dict):
-        return {k: _batch2(v) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_batch2(v) for v in inputs)
-    return inputs
-
-
 def _run(model: nn.Module, g: Graph, inputs: Any) -> None:
     g.infos.clear()  # model inputs stay untracked: their widths are never pruned
     g.keep.clear()
     with _module_stack(model, g), _Recorder(g):
         out = call(model, inputs)
-    for t in _output_flat(out):
+    for t in output_tensors(out):
         info = g.infos.get(id(t))
         if info is not None:
             g.mark(info.view, "model output", blocked=True)
@@ -367,7 +335,7 @@ def trace_spaces(model: nn.Module, example_inputs: Any, train_pass: bool = True)
                     _run(model, g, example_inputs)
                 except Exception:  # noqa: BLE001 - e.g. a norm that needs two samples
                     try:
-                        _run(model, g, _batch2(example_inputs))
+                        _run(model, g, batch2(example_inputs))
                     except Exception:  # noqa: BLE001 - a model may not run in train mode
                         pass
                 finally:
@@ -411,42 +379,3 @@ def _tie_shared(g: Graph) -> None:
                     g.union(i, j, f"{m}.{p} (shared tensor)")
                 else:
                     g.mark([(i, 1), (j, 1)], f"tensor {m}.{p} is sliced by two groups")
-
-
-def first_batch(inputs: Any, n: int = 1) -> Any:
-    """The first ``n`` samples of every tensor in ``inputs`` (tensor, tuple or dict)."""
-    if isinstance(inputs, torch.Tensor):
-        return inputs[:n] if inputs.dim() >= 1 else inputs
-    if isinstance(inputs, dict):
-        return {k: first_batch(v, n) for k, v in inputs.items()}
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(first_batch(v, n) for v in inputs)
-    return inputs
-
-
-def input_spec(inputs: Any) -> Any:
-    """A JSON description (shapes, dtypes) of batch-1 ``inputs``, for :func:`inputs_from_spec`."""
-    if isinstance(inputs, torch.Tensor):
-        return {"shape": [1, *inputs.shape[1:]], "dtype": str(inputs.dtype).replace("torch.", "")}
-    if isinstance(inputs, dict):
-        return {"dict": {k: input_spec(v) for k, v in inputs.items()}}
-    if isinstance(inputs, (tuple, list)):
-        return {"tuple": [input_spec(v) for v in inputs]}
-    if inputs is None or isinstance(inputs, (bool, int, float, str)):
-        return {"value": inputs}
-    raise ModelError(f"cannot record an example input of type {type(inputs).__name__}",
-                     fix="pass tensors, tuples or dicts of tensors as example inputs")
-
-
-def inputs_from_spec(spec: Any) -> Any:
-    """Example inputs rebuilt from :func:`input_spec`: zeros (floats) or ones (integers)."""
-    if "shape" in spec:
-        dtype = getattr(torch, str(spec.get("dtype", "float32")))
-        if dtype.is_floating_point or dtype.is_complex:
-            return torch.zeros(spec["shape"], dtype=dtype)
-        return torch.ones(spec["shape"], dtype=dtype)
-    if "dict" in spec:
-        return {k: inputs_from_spec(v) for k, v in spec["dict"].items()}
-    if "tuple" in spec:
-        return tuple(inputs_from_spec(v) for v in spec["tuple"])
-    return spec.get("value")

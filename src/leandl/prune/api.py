@@ -37,7 +37,7 @@ from leandl.errors import ConfigError, ModelError
 from leandl.measure import count_macs, count_params
 from leandl.prune._alloc import CostModel, allocate, keep_sets, normalised
 from leandl.prune.criteria import Criterion, get_criterion
-from leandl.prune._trace import first_batch
+from leandl.prune._inputs import first_batch
 from leandl.prune.groups import ChannelGroup, channel_groups, remove_units_
 
 __all__ = ["PruneReport", "prune_", "score_groups", "check_target"]

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from leandl.errors import ModelError
-from leandl.prune._trace import Space, Trace, first_batch, input_spec, inputs_from_spec, trace_spaces
+from leandl.prune._inputs import first_batch, input_spec, inputs_from_spec
+from leandl.prune._trace import Space, Trace, trace_spaces
 from leandl.registry import EDITS
 from leandl.spec import add_edit
 
