@@ -39,7 +39,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def versions() -> dict[str, str]:
     """Versions of the libraries that matter for timings."""
-    out = {"python": platform.python_version(), "machine": platform.machine()}
+    from leandl.measure import cpu_description
+
+    out = {"python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_description()}
     for mod in ("torch", "onnxruntime", "torch_pruning", "torchao", "leandl"):
         try:
             out[mod] = __import__(mod).__version__

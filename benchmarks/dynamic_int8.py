@@ -8,7 +8,7 @@ two sessions in alternating rounds at batch 8, sequence 128, 2 threads, and comp
 by mean cosine similarity per token (fp32 vs int8).
 
 Acceptance (issue 8): int8 >= 1.3x faster than fp32, mean cosine >= 0.99.
-This CPU: AVX2, no VNNI.
+The CPU and its SIMD features are recorded in every row (``device``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import base_parser, print_table, row, write_rows  # noqa: E402
+
+from leandl.measure import cpu_description  # noqa: E402
 
 
 class _Encoder(nn.Module):
@@ -86,7 +88,7 @@ def main() -> None:
             ms_q.append(cmp.median_ms["int8"])
             sizes.append(res.size_ratio)
     extra = {"batch_size": args.batch_size, "seq": args.seq, "threads": args.threads, "model": desc,
-             "device": "cpu (AVX2, no VNNI)", "quick": args.quick}
+             "device": f"cpu: {cpu_description()}", "quick": args.quick}
     rows = [row("ort_fp32", "latency_ms", ms_f, units="ms per batch", **extra),
             row("ort_dynamic_int8", "latency_ms", ms_q, units="ms per batch", **extra),
             row("ort_dynamic_int8", "speedup", speed, units="x vs ORT fp32 (median per-round ratio)", **extra),

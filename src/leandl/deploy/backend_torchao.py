@@ -6,9 +6,18 @@ each batch size (that call is slow; the bench's warm-up absorbs it).
 Steps (reference B8, torchao 0.18): ``torch.export`` the eval model with a batch >= 2 example
 and a symbolic batch dimension -> ``prepare_pt2e(m, X86InductorQuantizer())`` (folds BN;
 activations uint8 per-tensor with a histogram observer, weights int8 per-channel symmetric) ->
-run the calibration batches -> ``convert_pt2e`` -> ``lower_pt2e_quantized_to_x86`` (Inductor
-fuses the Q/DQ pairs into oneDNN int8 kernels). Measured 4.3x over eager at batch 64 on
-ResNet-56 here (1.8x at batch 1), cosine 0.999998 to fp32. Building compiles (slow).
+run the calibration batches -> ``convert_pt2e`` -> ``lower_pt2e_quantized_to_x86`` (Inductor's
+freezing passes fuse the Q/DQ pairs, conv, add and ReLU into oneDNN int8 ops; the result is an
+FX graph that Python runs op by op, so small batches pay a per-op overhead: ORT's int8 wins at
+batch 1). Measured on ResNet-56: ``benchmarks/results/deploy_chain.json`` (``*_torchao_x86``
+rows; CPU named in each row). Compiling the converted graph with Inductor instead measured
+within 2 % of it at batch 64 and 1 here, so it is not done.
+
+One module called twice (a block's single ``nn.ReLU`` applied after each conv, as in
+torchvision's and leandl's ResNets) makes one "source partition" with two outputs, which the
+quantizer's conv-add-relu fusion refuses ("Input partition has more than one output node"):
+:func:`split_reused_module_partitions` relabels each unconnected call of a module as its own
+partition before quantizing (metadata only; the graph is unchanged).
 
 Artifact size: bytes of the tensors the converted graph reads (int8 weights, fp32 biases,
 scales, zero points); no file format is involved.
@@ -20,6 +29,7 @@ import copy
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -30,7 +40,7 @@ from leandl.errors import ModelError
 from leandl.measure._util import as_args, batch_size_of, rebatch
 from leandl.registry import BACKENDS
 
-__all__ = ["TorchaoX86Backend", "graph_constant_bytes"]
+__all__ = ["TorchaoX86Backend", "graph_constant_bytes", "split_reused_module_partitions"]
 
 
 def graph_constant_bytes(gm: torch.fx.GraphModule) -> int:
@@ -49,6 +59,67 @@ def graph_constant_bytes(gm: torch.fx.GraphModule) -> int:
             seen.add(id(obj))
             total += obj.numel() * obj.element_size()
     return total
+
+
+def _partition_key(node: torch.fx.Node) -> tuple[str, str] | None:
+    """The name ``get_source_partitions`` groups ``node`` under (its ``source_fn_stack`` entry,
+    else its innermost ``nn_module_stack`` module, as in non-strict ``torch.export``)."""
+    if node.op != "call_function":
+        return None
+    stack = node.meta.get("source_fn_stack")
+    if stack:
+        return ("source_fn_stack", str(stack[-1][0]))
+    modules = node.meta.get("nn_module_stack")
+    if modules:
+        return ("nn_module_stack", str(list(modules.values())[-1][0]))
+    return None
+
+
+def split_reused_module_partitions(gm: torch.fx.GraphModule) -> int:
+    """Give every unconnected call of a reused module its own partition name; returns how many
+    modules were split.
+
+    Nodes that share a partition name are grouped into connected pieces (an edge between two
+    of them joins their pieces); every piece after the first gets ``name@callN``. A module
+    called once, or a multi-node module whose nodes all connect, is left as it is.
+    """
+    groups: dict[tuple[str, str], list[torch.fx.Node]] = defaultdict(list)
+    for node in gm.graph.nodes:
+        key = _partition_key(node)
+        if key is not None:
+            groups[key].append(node)
+    split = 0
+    for (kind, name), nodes in groups.items():
+        if len(nodes) < 2:
+            continue
+        parent = {n: n for n in nodes}
+
+        def find(n: torch.fx.Node) -> torch.fx.Node:
+            while parent[n] is not n:
+                parent[n] = parent[parent[n]]
+                n = parent[n]
+            return n
+
+        for n in nodes:
+            for arg in n.all_input_nodes:
+                if arg in parent:
+                    parent[find(n)] = find(arg)
+        piece: dict[torch.fx.Node, int] = {}
+        for n in nodes:
+            i = piece.setdefault(find(n), len(piece))
+            if i == 0:
+                continue
+            if kind == "source_fn_stack":
+                stack = list(n.meta["source_fn_stack"])
+                stack[-1] = (f"{name}@call{i}", stack[-1][1])
+                n.meta["source_fn_stack"] = stack
+            else:
+                modules = dict(n.meta["nn_module_stack"])
+                last = list(modules)[-1]
+                modules[last] = (f"{name}@call{i}", modules[last][1])
+                n.meta["nn_module_stack"] = modules
+        split += len(piece) > 1
+    return split
 
 
 @BACKENDS.register("torchao-x86")
@@ -91,6 +162,7 @@ class TorchaoX86Backend(Backend):
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             exported = torch.export.export(m, args, dynamic_shapes=shapes).module()
+            split_reused_module_partitions(exported)
             quantizer = X86InductorQuantizer()
             quantizer.set_global(get_default_x86_inductor_quantization_config())
             prepared = prepare_pt2e(exported, quantizer)

@@ -12,7 +12,7 @@ It is restricted to ``MatMul``/``Gemm``: on a conv net, dynamic quantization of 
 layers stay fp32 (use static int8 for CNNs).
 
 ``reduce_range`` (7-bit weights) avoids int16 saturation of u8 x s8 products on x86 without
-VNNI (this machine: AVX2, no VNNI; reference B5.7); it is off by default because per-channel
+VNNI (``leandl.measure.cpu_description()`` says which a machine has; reference B5.7); it is off by default because per-channel
 int8 weights measured no accuracy loss here, and it costs one bit of weight precision.
 
 Both run ``quant_pre_process`` first (shape inference + graph optimisation, e.g. BN folding).

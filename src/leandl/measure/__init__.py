@@ -9,6 +9,7 @@
 - :func:`weights_size_bytes`, :func:`file_size_bytes` -- serialized size
 - :func:`read_rapl`, :func:`estimate_energy` -- joules, measured (RAPL) or estimated (labelled)
 - :func:`profile` -- all of the above in one :class:`Profile`
+- :func:`cpu_description` -- the CPU and the SIMD features (AVX-512 VNNI ...) int8 speed depends on
 
 Nothing here imports from higher leandl packages.
 """
@@ -32,6 +33,7 @@ from leandl.measure.latency import (
     compare_latency,
     measure_latency,
 )
+from leandl.measure.machine import cpu_description, cpu_features
 from leandl.measure.macs import MacCount, count_macs
 from leandl.measure.memory import MemoryStats, measure_inference_memory, measure_training_memory
 from leandl.measure.params import ParamCount, count_params
@@ -39,6 +41,8 @@ from leandl.measure.profile import UNITS, Profile, profile
 from leandl.measure.size import file_size_bytes, weights_size_bytes
 
 __all__ = [
+    "cpu_description",
+    "cpu_features",
     "profile",
     "Profile",
     "UNITS",
