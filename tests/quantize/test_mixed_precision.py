@@ -34,3 +34,32 @@ def test_mixed_beats_uniform_sensitivity_at_equal_size() -> None:
     assert mixed < uniform
     s2 = layer_sensitivity(model, x, (2, 8))
     assert all(s2[n][8] < s2[n][2] for n in s2)  # more bits, less damage
+
+
+def test_multi_exit_sensitivity_sums_every_exits_change() -> None:
+    """A model returning one logits tensor per exit (as after an ``exits`` stage): quantising the
+    first exit's head changes only that exit, and the MSE is summed over exits."""
+    from leandl.quantize.mixed_precision import ptq_weight
+
+    class TwoExits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(4, 3, bias=False)
+            self.b = torch.nn.Linear(4, 3, bias=False)
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            return [self.a(x), self.b(x)]
+
+    torch.manual_seed(0)
+    m, x = TwoExits(), torch.randn(16, 4)
+    y = torch.randint(0, 3, (16,))
+    sens = layer_sensitivity(m, x, [2], targets=y, names=["a", "b"])
+    for name in ("a", "b"):
+        layer = getattr(m, name)
+        expect = float((x @ (ptq_weight(layer.weight, 2) - layer.weight).T).pow(2).sum(1).mean())
+        assert abs(sens[name][2] - expect) < 1e-5
+    loss = layer_sensitivity(m, x, [2], targets=y, metric="loss", names=["a"])["a"][2]
+    ce = torch.nn.functional.cross_entropy
+    with torch.no_grad():
+        expect = (ce(x @ ptq_weight(m.a.weight, 2).T, y) - ce(m.a(x), y)) / 2  # mean over the 2 exits
+    assert abs(loss - float(expect)) < 1e-5

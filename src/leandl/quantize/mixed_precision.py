@@ -70,19 +70,33 @@ def weight_bytes(counts: dict[str, int], bits: dict[str, int]) -> float:
     return sum(counts[n] * bits[n] for n in counts) / 8.0
 
 
+def _exits(output: Tensor | list[Tensor] | tuple[Tensor, ...]) -> list[Tensor]:
+    """The model's logits as a list: one tensor, or one per exit of a multi-exit model."""
+    return list(output) if isinstance(output, list | tuple) else [output]
+
+
+def _loss(outputs: list[Tensor], targets: Tensor) -> Tensor:
+    return sum(F.cross_entropy(o, targets) for o in outputs) / len(outputs)
+
+
 @torch.no_grad()
 def layer_sensitivity(model: nn.Module, x: Tensor, candidates: Sequence[int], *,
                       targets: Tensor | None = None, metric: str = "mse",
                       names: Sequence[str] | None = None) -> dict[str, dict[int, float]]:
-    """``Omega[name][bits]``: output change when only that layer's weights are quantised."""
+    """``Omega[name][bits]``: output change when only that layer's weights are quantised.
+
+    A multi-exit model (a list or tuple of logits, one per exit) is judged on every exit: the
+    MSE is summed over exits and the loss averaged over them, since early-exit inference
+    answers from any of them.
+    """
     if metric not in ("mse", "loss"):
         raise ConfigError(f"metric must be 'mse' or 'loss', got {metric!r}", where="mixed_precision")
     if metric == "loss" and targets is None:
         raise ConfigError("metric 'loss' needs targets", where="mixed_precision")
     was_training = model.training
     model.eval()
-    ref = model(x)
-    ref_loss = F.cross_entropy(ref, targets) if targets is not None else None
+    ref = _exits(model(x))
+    ref_loss = _loss(ref, targets) if targets is not None else None
     modules = dict(model.named_modules())
     out: dict[str, dict[int, float]] = {}
     for name in names or quantizable_layers(model):
@@ -91,11 +105,11 @@ def layer_sensitivity(model: nn.Module, x: Tensor, candidates: Sequence[int], *,
         out[name] = {}
         for b in candidates:
             w.copy_(ptq_weight(original, b))
-            y = model(x)
+            y = _exits(model(x))
             if metric == "mse":
-                out[name][b] = float((y - ref).pow(2).sum(1).mean())
+                out[name][b] = sum(float((yi - ri).pow(2).sum(1).mean()) for yi, ri in zip(y, ref, strict=True))
             else:
-                out[name][b] = float(F.cross_entropy(y, targets) - ref_loss)
+                out[name][b] = float(_loss(y, targets) - ref_loss)
             w.copy_(original)
     model.train(was_training)
     return out
