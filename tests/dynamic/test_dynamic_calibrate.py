@@ -61,6 +61,19 @@ def test_budget_below_first_exit_is_a_config_error() -> None:
         calibrate_budget(logits, y, [100, 400, 700, 1000], 50)
 
 
+@pytest.mark.parametrize("method", ["geometric", "max_accuracy"])
+def test_budget_equal_to_first_exit_cost_sends_everyone_there(method: str) -> None:
+    """A budget of exactly the first exit's cost is affordable (it was refused as "below" it)."""
+    logits, y = _fake_outputs()
+    costs = [100, 400, 700, 1000]
+    pol = calibrate_budget(logits, y, costs, 100, method=method)
+    assert pol.info["val_expected_macs"] == pytest.approx(100)
+    acc0 = float((logits[0].argmax(-1) == y).float().mean())
+    assert pol.info["val_accuracy"] == pytest.approx(acc0)
+    with pytest.raises(ConfigError, match=r"first exit costs \(100\)"):
+        calibrate_budget(logits, y, costs, 99.5, method=method)
+
+
 def test_more_budget_more_accuracy() -> None:
     logits, y = _fake_outputs()
     costs = [100, 400, 700, 1000]

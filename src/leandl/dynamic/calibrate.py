@@ -101,12 +101,15 @@ def _policy_at(log_p: float, conf: Tensor, correct: Tensor, costs: Sequence[int]
 def _geometric_policy(conf: Tensor, correct: Tensor, costs: Sequence[int], budget_macs: float,
                       iterations: int) -> dict[str, Any]:
     """Bisect ``log p`` in [-12, 12] for the costliest geometric policy within the budget."""
+    if budget_macs < costs[0]:
+        raise ConfigError(f"a budget of {budget_macs:.0f} MACs per sample is below what the first "
+                          f"exit costs ({costs[0]:.0f})", where="budget",
+                          fix="raise the budget or attach an earlier exit")
     lo, hi = -12.0, 12.0
     best = _policy_at(lo, conf, correct, costs)
-    if best["expected_macs"] > budget_macs:
-        raise ConfigError(f"a budget of {budget_macs:.0f} MACs per sample is below what the first "
-                          f"exit costs ({best['expected_macs']:.0f})", where="budget",
-                          fix="raise the budget or attach an earlier exit")
+    if best["expected_macs"] > budget_macs:  # only "everyone leaves at the first exit" fits
+        ts = [float(torch.finfo(conf.dtype).min)] * (conf.shape[0] - 1)  # finite: JSON-safe
+        return {"thresholds": ts, "p": 0.0, **simulate(conf, correct, ts, costs)}
     top = _policy_at(hi, conf, correct, costs)
     if top["expected_macs"] <= budget_macs:
         return top
