@@ -50,6 +50,20 @@ def test_import_path_spec_needs_trust_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_unregistered_model_name_says_to_import_its_registering_module(tmp_path):
+    """A plain name nobody registered in this process is not "code outside the registry" (that
+    message is for import paths, which --trust can allow): say what to import instead."""
+    save(_model(), tmp_path / "ck")
+    meta_path = tmp_path / "ck" / "leandl.json"
+    meta = json.loads(meta_path.read_text())
+    meta["spec"] = {"name": "my_private_net", "kwargs": {}}
+    meta_path.write_text(json.dumps(meta))
+    for trust in (False, True):
+        with pytest.raises(CheckpointError, match="'my_private_net' is not a registered model name") as info:
+            load(tmp_path / "ck", trust=trust)
+        assert "@MODELS.register" in info.value.fix and "resnet20" in info.value.fix
+
+
 def test_pickle_renamed_to_safetensors_refused(tmp_path):
     save(_model(), tmp_path / "ck")
     marker = tmp_path / "pwned"

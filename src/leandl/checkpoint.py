@@ -282,6 +282,16 @@ def load(path: str | Path, trust: bool = False, map_location: str | torch.device
         registered = is_registry_name(spec["name"])
     except Exception:  # a malformed name is simply not a registry name
         registered = False
+    if not registered and ":" not in str(spec["name"]):
+        from leandl.registry import MODELS
+
+        raise CheckpointError(
+            f"the checkpoint's model '{spec['name']}' is not a registered model name (it was registered "
+            "by code that has not been imported in this process, or by another leandl version)",
+            where=str(path / _META),
+            fix="import the module that registers it (@MODELS.register) before loading; registered now: "
+            + ", ".join(sorted(MODELS.names())[:12]) + (" ..." if len(MODELS.names()) > 12 else ""),
+        )
     if not registered and not trust:
         raise CheckpointError(
             f"the checkpoint's spec names code outside leandl's registry: '{spec['name']}'",
