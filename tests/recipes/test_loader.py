@@ -57,6 +57,20 @@ def test_overrides_apply_and_check_paths():
         load_recipe(fast_recipe(), ["defaults.lr=abc"])
 
 
+def test_override_may_add_a_technique_parameter_the_entry_left_out():
+    rec = fast_recipe(stages=[{"kind": "train", "techniques": [{"name": "label_smoothing"}]}])
+    r = load_recipe(rec, ["stages.0.techniques.0.smoothing=0.2"])
+    assert recipe_to_dict(r)["stages"][0]["techniques"][0] == {"name": "label_smoothing", "smoothing": 0.2}
+    # checked like a value written in the recipe: the technique's signature and its own bounds
+    with pytest.raises(ConfigError, match=r"label_smoothing.*smoothing must be in \[0, 1\], got 7"):
+        load_recipe(rec, ["stages.0.techniques.0.smoothing=7"])
+    with pytest.raises(ConfigError, match="smoothin"):
+        load_recipe(rec, ["stages.0.techniques.0.smoothin=0.2"])
+    # only the entry's own parameters: a stage still refuses a key it does not have
+    with pytest.raises(UsageError, match="no field 'epochz'"):
+        load_recipe(rec, ["stages.0.epochz=1"])
+
+
 def test_unknown_recipe_name():
     with pytest.raises(UsageError, match="did you mean 'digits-baseline'"):
         load_recipe("digits-baselin")

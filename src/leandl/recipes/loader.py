@@ -248,7 +248,9 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (``stages.0.epochs=5``); every path must already exist."""
+    """Apply ``a.b.c=value`` overrides (``stages.0.epochs=5``); every path must already exist,
+    except a parameter of a technique entry (``stages.0.techniques.0.smoothing=0.2``), which
+    may be added: the technique's own signature checks it when the recipe is validated."""
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
@@ -265,7 +267,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                                      fix="use a stage number, e.g. --set stages.0.epochs=5")
                 key: Any = int(part)
             elif isinstance(node, dict):
-                if part not in node:
+                # a technique entry lists only the parameters the recipe set; any other one of the
+                # technique's parameters may be added (checked when the technique is built at load)
+                technique = k >= 2 and parts[k - 2] == "techniques" and "name" in node
+                if part not in node and not (last and technique):
                     guess = closest(part, [str(x) for x in node])
                     hint = f"; did you mean '{guess}'?" if guess else ""
                     raise UsageError(f"--set {path}: {here} has no field '{part}'{hint}",
