@@ -39,3 +39,48 @@ def test_builtin_nas_recipe_loads():
 
     rec = load_recipe("mnist1d-nas")
     assert [s.kind for s in rec.stages] == ["train", "nas"]
+
+
+def test_resume_after_a_kill_in_retraining_reads_the_search_back(tmp_path):
+    """A real SIGKILL after the nas stage's first retraining epoch, then ``--resume``: the search
+    is not run again (the resumed process is armed to die if it saves a search) and the result
+    equals an uninterrupted run's, weights bit for bit."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    rec = _recipe(epochs=2)
+    rec["defaults"]["optimizer"] = "sgd"
+    path = tmp_path / "nas.yaml"
+    path.write_text(yaml.safe_dump(rec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("LEANDL_CRASH_AT", None)
+
+    def run(out, *extra, crash=None):
+        e = dict(env, LEANDL_CRASH_AT=crash) if crash else env
+        return subprocess.run([sys.executable, "-m", "leandl", "run", str(path), "--out", str(out), *extra],
+                              env=e, capture_output=True, text=True, timeout=300)
+
+    ref = run(tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    killed = run(tmp_path / "run", crash="atomic_dir.written@02-nas/resume")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    saved = tmp_path / "run" / "stages" / "02-nas" / "search.json"
+    assert json.loads(saved.read_text())["result"]["genotype"]["nodes"] == 2
+    resumed = run(tmp_path / "run", "--resume", crash="nas.searched")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_file(tmp_path / "ref" / "stages" / "02-nas" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "run" / "stages" / "02-nas" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma = json.loads((tmp_path / "ref" / "stages" / "02-nas" / "summary.json").read_text())["metrics"]
+    mb = json.loads((tmp_path / "run" / "stages" / "02-nas" / "summary.json").read_text())["metrics"]
+    for key in ("genotype", "val_accuracy", "accuracy"):
+        assert ma[key] == mb[key], key
+    # the resumed stage reports the search the killed process ran (its own timing, not a new one)
+    assert mb["search_seconds"] == json.loads(saved.read_text())["result"]["seconds"]

@@ -12,9 +12,10 @@
 
 The output model is the searched network; its checkpoint stores the genotype, width and cells
 as the model spec (``nas_cellnet`` kwargs), so it reloads without pickle. Metrics add
-``genotype``, ``search_seconds``, ``searched_macs``, ``max_macs`` and ``width``. On ``--resume``
-the search runs again (seeded by the recipe seed, so it finds the same cell on the same machine)
-before the retraining continues from its last epoch.
+``genotype``, ``search_seconds``, ``searched_macs``, ``max_macs`` and ``width``. The search's
+result is written atomically to the stage directory (``search.json``, with the settings it
+ran with); on ``--resume`` a result whose settings match is read back (its genotype checked)
+instead of searching again, and the retraining continues from its last epoch.
 
 Example::
 
@@ -24,7 +25,10 @@ Example::
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -55,6 +59,42 @@ class NASOptions(TrainOptions):  # type: ignore[misc, valid-type]
     kd_temperature: float = Field(4.0, gt=0, le=100)
 
 
+_SEARCH = "search.json"
+
+
+def _settings(cfg: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def _save_search(path: Path, cfg: Any, found: Any) -> None:
+    """Write the search's result beside the settings it ran with (atomically)."""
+    from leandl.serialization import atomic_write_text, crash_point
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"settings": _settings(cfg), "result": dataclasses.asdict(found)}))
+    crash_point("nas.searched")
+
+
+def _saved_search(path: Path, cfg: Any) -> Any:
+    """The saved result when it exists, reads back and ran with these settings; else ``None``."""
+    from leandl.errors import LeandlError
+    from leandl.nas.darts import SearchResult
+    from leandl.nas.derive import check_genotype
+    from leandl.serialization import read_json_bounded
+
+    if not path.is_file():
+        return None
+    try:
+        data = read_json_bounded(path)
+        if data.get("settings") != _settings(cfg):
+            return None
+        res = data["result"]
+        return SearchResult(genotype=check_genotype(res["genotype"]), alphas=dict(res["alphas"]),
+                            seconds=float(res["seconds"]), history=list(res["history"]))
+    except (LeandlError, KeyError, TypeError, ValueError, AttributeError):
+        return None  # unreadable or from other settings: search again
+
+
 @STAGES.register("nas")
 class NASStage(Stage):
     """Differentiable cell search (DARTS, arXiv 1806.09055; NAS-KD with a teacher), then train the cell net."""
@@ -83,7 +123,10 @@ class NASStage(Stage):
                            cells=opts.cells, nodes=opts.nodes, ops=ops, pool=opts.pool, arch_lr=opts.arch_lr,
                            macs_weight=opts.macs_weight, max_macs=target, kd_beta=opts.kd_beta,
                            kd_temperature=opts.kd_temperature, seed=ctx.recipe.seed, device=str(ctx.device))
-        found = darts_search(ctx.data.train, shape, ctx.data.num_classes, cfg, teacher=teacher)
+        found = _saved_search(ctx.stage_dir / _SEARCH, cfg) if ctx.resume else None
+        if found is None:
+            found = darts_search(ctx.data.train, shape, ctx.data.num_classes, cfg, teacher=teacher)
+            _save_search(ctx.stage_dir / _SEARCH, cfg, found)
         genotype = check_genotype(found.genotype)
         width = fit_width(genotype, target, shape, ctx.data.num_classes, opts.cells, opts.pool)
         torch.manual_seed(ctx.recipe.seed)
