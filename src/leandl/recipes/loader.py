@@ -121,8 +121,6 @@ def safe_yaml(text: str, source: str) -> Any:
         ConfigError: the text is too large, nests too deep, or expands too far (names ``source``).
         yaml.YAMLError: the text is not valid YAML.
     """
-    import yaml
-
     if len(text) > MAX_YAML_BYTES:
         raise ConfigError(f"the YAML is {len(text)} bytes, more than the {MAX_YAML_BYTES} allowed", where=source,
                           fix="a recipe is a few kilobytes; check that this is the right file")
