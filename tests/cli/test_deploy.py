@@ -37,6 +37,9 @@ def test_deploy_with_real_data_writes_the_fastest_within_tolerance(trained_ckpt,
     doc = json.loads(capsys.readouterr().out)
     assert doc == json.loads((out / "deploy.json").read_text())
     assert doc["inputs"] == "digits" and doc["calibration"] == "data digits"
+    from leandl.measure import cpu_description
+
+    assert doc["cpu"] == cpu_description()  # which CPU the timings belong to
     assert doc["tolerance"] == {"max_accuracy_drop": 0.01} and doc["reference_accuracy"] > 0.8
     # eligible on a CNN: eager, channels-last, ORT fp32 and static int8; the others skipped with a reason
     timed = {r["backend"] for r in doc["rows"]}

@@ -227,9 +227,11 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
     def f(v: Any, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
+    from leandl.measure import cpu_description
+
     head = (f"{'backend':<26} {'batch':>5} {'thr':>3} {'median ms':>10} {'p90 ms':>9} {'samples/s':>10} "
             f"{'size MB':>8} {'max|diff|':>9} {'top1':>6}  status")
-    lines = [head]
+    lines = [f"CPU: {cpu_description()}", head]
     for r in rows:
         size = None if r["size_bytes"] is None else r["size_bytes"] / 1e6
         lines.append(f"{r['backend']:<26} {r['batch_size']:>5} {str(r['threads'] or '-'):>3} "

@@ -279,9 +279,11 @@ def format_selection(sel: DeploySelection) -> str:
     def f(v: Any, spec: str) -> str:
         return "-" if v is None else format(v, spec)
 
+    from leandl.measure import cpu_description
+
     head = (f"{'backend':<26} {'batch':>5} {'thr':>3} {'median ms':>10} {'p90 ms':>9} {'vs eager':>8} "
             f"{'size MB':>8} {'top1 agr':>8} {'cosine':>8} {'acc':>6}  status")
-    lines = [head]
+    lines = [f"CPU: {cpu_description()}", head]
     for r in sel.rows:
         size = None if r["size_bytes"] is None else r["size_bytes"] / 1e6
         mark = ""
@@ -361,7 +363,10 @@ def write_deployment(sel: DeploySelection, out_dir: str | Path, *, model: nn.Mod
         how = _HOW.get(sel.backend, f"backend {sel.backend}")
     else:
         how = "no backend ran"
+    from leandl.measure import cpu_description
+
     doc = {"backend": sel.backend, "artifact": artifact, "how_to_run": how, "notes": sel.notes or None,
+           "cpu": cpu_description(),
            "tolerance": sel.tolerance, "reference_accuracy": sel.reference_accuracy, "best": sel.best,
            "checks": sel.checks, "skipped": sel.skipped, "rows": sel.rows, **(info or {})}
     (out / "deploy.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
