@@ -13,6 +13,9 @@ patterns / ``--subset``), in a subprocess with a time limit:
    PyTorch on every output: top-1 agreement of the primary output (argmax over its last dim, per
    sample or per token), its cosine, max |diff|.
 
+``--backend torchao`` does the same with leandl's ``torchao-x86`` backend (PT2E export, torchao's
+x86 quantizer, calibration on the same batches, oneDNN lowering) into ``int8_zoo_torchao.json``.
+
 A model passes when the int8 file runs in ONNX Runtime and its outputs have the eager shape
 (agreement is reported, not judged: random-init logits are nearly tied, so top-1 agreement
 understates a trained model's). Rows go to ``benchmarks/results/int8_zoo.json`` (with the load
@@ -42,8 +45,10 @@ SUBSET = [  # cheapest first, so a run cut short under load still covers the mos
 ]
 
 
-def run_one(key: str) -> dict:
+def run_one(key: str, backend: str = "ort") -> dict:
     """Export, quantize and check one model (runs inside the subprocess)."""
+    if backend == "torchao":
+        return _run_torchao(key)
     from leandl._compat_torchvision import import_torchvision
 
     import_torchvision()
@@ -85,21 +90,62 @@ def run_one(key: str) -> dict:
     return rec
 
 
+def _run_torchao(key: str) -> dict:
+    """torchao's x86 int8 (``leandl``'s ``torchao-x86`` backend) on one model, checked like ORT's."""
+    from leandl._compat_torchvision import import_torchvision
+
+    import_torchvision()
+    import tempfile
+    import warnings
+
+    import torch
+
+    from _zoo_models import get_entry, make_inputs
+    from leandl.deploy import compare_outputs
+    from leandl.deploy.io import call_model
+    from leandl.registry import BACKENDS
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(2)
+    entry = get_entry(key)
+    rec: dict = {"model": key, "status": "failed", "stage": "build"}
+    t0 = time.perf_counter()
+    model = entry.build(seed=0)
+    example = make_inputs(entry, 2, seed=0)
+    cal = [make_inputs(entry, 4, seed=1 + i) for i in range(4)]
+    check = make_inputs(entry, 8, seed=99)
+    with tempfile.TemporaryDirectory() as tmp:
+        rec["stage"] = "export + prepare + calibrate + convert"
+        built = BACKENDS.get("torchao-x86")().build(model, example, cal, Path(tmp))
+        rec["stage"] = "lower + check"
+        with torch.no_grad():
+            ref = call_model(model, check)
+        c = compare_outputs(ref, call_model(built.runner(2), check))
+    rec.update(status="ok", stage="done", int8_bytes=built.size_bytes, top1_agreement=c.top1_agreement,
+               cosine=c.cosine, max_abs_diff=c.max_abs_diff, seconds=time.perf_counter() - t0,
+               calibration="synthetic (4 x 4 random inputs; random-init model)")
+    return rec
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--family", default="hf", help="hf, torchvision, timm, or a comma list (default hf)")
     p.add_argument("--only", nargs="*", help="fnmatch patterns of model keys")
     p.add_argument("--subset", action="store_true", help="the representative vision subset (SUBSET) + hf")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per model")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "int8_zoo.json")
+    p.add_argument("--backend", choices=("ort", "torchao"), default="ort",
+                   help="ort: static QDQ int8 ONNX in ONNX Runtime (default); torchao: torchao's x86 int8 lowering")
+    p.add_argument("--out", type=Path, help="default results/int8_zoo.json (torchao: int8_zoo_torchao.json)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="hf:bert and torchvision:resnet18 only")
     p.add_argument("--keep", action="store_true",
                    help="keep the rows of --out and run only the models it lacks (the JSON is rewritten after each)")
     args = p.parse_args()
+    if args.out is None:
+        args.out = HERE / "results" / ("int8_zoo.json" if args.backend == "ort" else "int8_zoo_torchao.json")
     if args.one:
         try:
-            rec = run_one(args.one)
+            rec = run_one(args.one, args.backend)
         except Exception as exc:  # reported as a row, never a crash of the sweep
             rec = {"model": args.one, "status": "failed",
                    "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}"}
@@ -122,7 +168,8 @@ def main() -> None:
     for key in keys:
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run([sys.executable, __file__, "--one", key], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, __file__, "--one", key, "--backend", args.backend],
+                                  capture_output=True, text=True,
                                   timeout=args.timeout, cwd=str(HERE))
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             rec = json.loads(line[7:]) if line else {
@@ -150,7 +197,7 @@ def _write(args: argparse.Namespace, rows: list[dict], load_before: tuple[float,
         by_family.setdefault(fam, [0, 0])
         by_family[fam][0] += r["status"] == "ok"
         by_family[fam][1] += 1
-    summary = {"benchmark": "int8_zoo", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    summary = {"benchmark": "int8_zoo", "backend": args.backend, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "versions": versions(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
                "threads": 2, "works": {f: f"{a}/{b}" for f, (a, b) in by_family.items()},
                "selection": "quick" if args.quick else ("subset" if args.subset else args.family),
@@ -160,11 +207,12 @@ def _write(args: argparse.Namespace, rows: list[dict], load_before: tuple[float,
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
         return
-    print("\nstatic int8 ONNX runs in ONNX Runtime: " + ", ".join(f"{f} {v}" for f, v in summary["works"].items()))
+    what = "static int8 ONNX runs in ONNX Runtime" if args.backend == "ort" else "torchao x86 int8 runs"
+    print(f"\n{what}: " + ", ".join(f"{f} {v}" for f, v in summary["works"].items()))
     print(f"{'model':<40} {'top1 agr':>8} {'cosine':>9} {'int8 MB':>8} {'fp32/int8':>9}")
     for r in ok:
-        print(f"{r['model']:<40} {r['top1_agreement']:>8.3f} {r['cosine']:>9.5f} {r['int8_bytes'] / 1e6:>8.2f} "
-              f"{r['fp32_bytes'] / r['int8_bytes']:>9.2f}")
+        ratio = f"{r['fp32_bytes'] / r['int8_bytes']:>9.2f}" if r.get("fp32_bytes") else f"{'-':>9}"
+        print(f"{r['model']:<40} {r['top1_agreement']:>8.3f} {r['cosine']:>9.5f} {r['int8_bytes'] / 1e6:>8.2f} {ratio}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
