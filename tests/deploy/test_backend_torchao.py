@@ -88,3 +88,42 @@ def test_torchao_x86_builds_a_model_with_a_shared_relu(tmp_path: Path) -> None:
     cos = torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0)
     assert cos > 0.99
     assert built.size_bytes < sum(p.numel() * 4 for p in model.parameters())  # int8 weights
+
+
+def test_torchao_x86_takes_keyword_token_ids_and_dict_outputs(tmp_path: Path) -> None:
+    """A transformers-style call (input_ids + attention_mask keywords, a dict out) builds and
+    runs through the export adapter; the runner takes the same keyword call."""
+    pytest.importorskip("torchao")
+    from leandl.deploy import compare_outputs
+    from leandl.registry import BACKENDS
+
+    class TokenNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(50, 16)
+            self.fc = nn.Linear(16, 16)
+            self.head = nn.Linear(16, 3)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+            h = torch.relu(self.fc(self.emb(input_ids))) * attention_mask.unsqueeze(-1)
+            return {"last_hidden_state": h, "logits": self.head(h.mean(1))}
+
+    torch.manual_seed(0)
+    model = TokenNet().eval()
+    g = torch.Generator().manual_seed(1)
+
+    def batch(n: int) -> dict[str, torch.Tensor]:
+        ids = torch.randint(0, 50, (n, 6), generator=g)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+    built = BACKENDS.get("torchao-x86")().build(model, batch(1), [batch(4) for _ in range(3)], tmp_path)
+    run = built.runner(1)
+    x = batch(8)
+    with torch.no_grad():
+        ref = model(**x)
+        got = run(**x)
+    assert isinstance(got, tuple) and len(got) == 2
+    c = compare_outputs(ref, got)
+    assert c.outputs["last_hidden_state"]["cosine"] > 0.99 and c.outputs["logits"]["cosine"] > 0.99
+    with torch.no_grad():  # the dict form of the call gives the same result
+        torch.testing.assert_close(run(x)[1], got[1])

@@ -19,6 +19,11 @@ quantizer's conv-add-relu fusion refuses ("Input partition has more than one out
 :func:`split_reused_module_partitions` relabels each unconnected call of a module as its own
 partition before quantizing (metadata only; the graph is unchanged).
 
+Structured inputs or outputs (keyword token ids and masks, dict or ``ModelOutput`` results) go
+through :class:`leandl.deploy.io.ExportAdapter`, as for ONNX export: the exported graph takes
+the input tensors positionally and returns the output tensors as a flat tuple (one output: the
+tensor itself).
+
 Artifact size: bytes of the tensors the converted graph reads (int8 weights, fp32 biases,
 scales, zero points); no file format is involved.
 """
@@ -36,6 +41,7 @@ import torch
 from torch import nn
 
 from leandl.deploy.backend import Backend, BackendUnavailable, BuiltBackend, Runner
+from leandl.deploy.io import ExportAdapter, call_model, needs_adapter, split_inputs
 from leandl.errors import ModelError
 from leandl.measure._util import as_args, batch_size_of, rebatch
 from leandl.registry import BACKENDS
@@ -153,33 +159,57 @@ class TorchaoX86Backend(Backend):
         if not calibration:
             raise BackendUnavailable("static int8 needs calibration batches (real inputs; or ask for random "
                                      "ones, e.g. leandl bench --random-calibration)")
-        args = tuple(as_args(example_inputs))
+        m = copy.deepcopy(model).cpu().eval()
+        with torch.no_grad():
+            adapter = ExportAdapter(m, example_inputs) if needs_adapter(example_inputs,
+                                                                        call_model(m, example_inputs)) else None
+
+        def flat(inputs: Any) -> tuple[Any, ...]:
+            """The graph's positional tensors (through the adapter's slots for structured inputs)."""
+            if adapter is None:
+                return tuple(as_args(inputs))
+            args, kwargs = split_inputs(inputs)
+            return (*(args[i] for i in adapter.arg_slots), *(kwargs[k] for k in adapter.kw_slots))
+
+        args = flat(example_inputs)
         if batch_size_of(args) < 2:
             args = tuple(rebatch(args, 2))
-        m = copy.deepcopy(model).cpu().eval()
         batch = torch.export.Dim("batch", min=1)
-        shapes = tuple({0: batch} for _ in args)
+        shapes = tuple({0: batch} if isinstance(a, torch.Tensor) and a.dim() else None for a in args)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            exported = torch.export.export(m, args, dynamic_shapes=shapes).module()
+            # the adapter's forward(*tensors) is one variadic input to torch.export
+            exported = torch.export.export(adapter or m, args,
+                                           dynamic_shapes=(shapes,) if adapter is not None else shapes).module()
             split_reused_module_partitions(exported)
             quantizer = X86InductorQuantizer()
             quantizer.set_global(get_default_x86_inductor_quantization_config())
             prepared = prepare_pt2e(exported, quantizer)
             for b in calibration:
-                prepared(*as_args(b))
+                prepared(*flat(b))
             converted = convert_pt2e(prepared)
             size = graph_constant_bytes(converted)
         lowered: dict[tuple[int, ...], Any] = {}
 
-        def run(*inputs: torch.Tensor) -> torch.Tensor:
+        def run(*inputs: Any, **kw_inputs: Any) -> Any:
+            # the model's own call forms: positional tensors, one tuple/dict, or keyword tensors
+            if kw_inputs:
+                given: Any = (*inputs, kw_inputs) if inputs else kw_inputs
+            elif len(inputs) == 1 and isinstance(inputs[0], tuple | list | dict):
+                given = inputs[0]
+            else:
+                given = inputs
+            tensors = flat(given)
             # lowering specialises the batch size: lower once per input shape (slow first call)
-            key = tuple(int(d) for t in inputs for d in t.shape)
+            key = tuple(int(d) for t in tensors if isinstance(t, torch.Tensor) for d in t.shape)
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 if key not in lowered:
-                    lowered[key] = lower_pt2e_quantized_to_x86(converted, tuple(inputs))
-                return lowered[key](*inputs)
+                    lowered[key] = lower_pt2e_quantized_to_x86(converted, tensors)
+                out = lowered[key](*tensors)
+            if adapter is not None and isinstance(out, tuple | list) and len(out) == 1:
+                return out[0]  # one output: a tensor, like the ONNX Runtime backends
+            return out
 
         def make(threads: int | None) -> Runner:
             return run

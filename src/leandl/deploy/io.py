@@ -154,6 +154,16 @@ class ExportAdapter(nn.Module):
         self._kwargs = {k: (None if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
         self._kw_slots = [k for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
 
+    @property
+    def arg_slots(self) -> list[int]:
+        """Positions of the model's positional tensor arguments, in graph-input order."""
+        return list(self._arg_slots)
+
+    @property
+    def kw_slots(self) -> list[str]:
+        """Names of the model's keyword tensor arguments, in graph-input order (after positional)."""
+        return list(self._kw_slots)
+
     def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Call the model with ``tensors`` in their slots; return its output tensors, flattened."""
         args = list(self._args)
