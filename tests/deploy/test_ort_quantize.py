@@ -90,3 +90,29 @@ def test_static_int8_of_a_llama_keeps_its_outputs(tmp_path) -> None:
     assert res.op_types == "MatMul, Gemm, Conv"
     check = check_onnx(model, res.int8_path, batch(8))
     assert check.outputs["last_hidden_state"]["cosine"] >= 0.99
+
+
+def test_dynamic_int8_uses_per_column_weight_scales_by_default(tmp_path) -> None:
+    """Columns of very different magnitude (trained transformers have them; random init does
+    not): one per-tensor scale rounds the small columns to a few levels, per-column scales keep
+    them. The default is per column."""
+    from leandl.deploy import OrtModule, export_onnx, quantize_dynamic_onnx
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(32, 16, bias=False)).eval()
+    with torch.no_grad():
+        net[0].weight[0] *= 200.0  # one output column 200x the others
+    x = torch.randn(64, 32)
+    fp32 = export_onnx(net, x, tmp_path / "fp32.onnx")
+    with torch.no_grad():
+        ref = net(x)[:, 1:]  # the ordinary columns
+
+    def err(path) -> float:
+        got = OrtModule(path, threads=1)(x)[:, 1:]
+        return float((got - ref).abs().max() / ref.abs().max())
+
+    tensor = err(quantize_dynamic_onnx(fp32, tmp_path / "t.onnx", per_channel=False))
+    default = err(quantize_dynamic_onnx(fp32, tmp_path / "d.onnx"))
+    # per-tensor: step = 200 * |w|max / 127, larger than the small columns' own weights
+    assert tensor > 0.3
+    assert default < 0.02  # int8 error of an ordinary column with its own scale
