@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from leandl.deploy.backend import Backend, BackendUnavailable, BuiltBackend, Runner
-from leandl.deploy.io import ExportAdapter, call_model, needs_adapter, split_inputs
+from leandl.deploy.io import ExportAdapter, call_model, gather_call, needs_adapter, split_inputs
 from leandl.errors import ModelError
 from leandl.measure._util import as_args, batch_size_of, rebatch
 from leandl.registry import BACKENDS
@@ -192,14 +192,7 @@ class TorchaoX86Backend(Backend):
         lowered: dict[tuple[int, ...], Any] = {}
 
         def run(*inputs: Any, **kw_inputs: Any) -> Any:
-            # the model's own call forms: positional tensors, one tuple/dict, or keyword tensors
-            if kw_inputs:
-                given: Any = (*inputs, kw_inputs) if inputs else kw_inputs
-            elif len(inputs) == 1 and isinstance(inputs[0], tuple | list | dict):
-                given = inputs[0]
-            else:
-                given = inputs
-            tensors = flat(given)
+            tensors = flat(gather_call(inputs, kw_inputs))  # the model's own call forms
             # lowering specialises the batch size: lower once per input shape (slow first call)
             key = tuple(int(d) for t in tensors if isinstance(t, torch.Tensor) for d in t.shape)
             with warnings.catch_warnings(), torch.no_grad():

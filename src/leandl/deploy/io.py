@@ -42,6 +42,16 @@ def split_inputs(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return (inputs,), {}
 
 
+def gather_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """One inputs structure from a runner's ``(*args, **kwargs)``: keyword tensors (after any
+    positional ones), a single tuple/list/dict given as is, or the positional tensors."""
+    if kwargs:
+        return (*args, kwargs) if args else kwargs
+    if len(args) == 1 and isinstance(args[0], tuple | list | dict):
+        return args[0]
+    return args
+
+
 def call_model(model: Any, inputs: Any) -> Any:
     """``model(*args, **kwargs)`` with the arguments :func:`split_inputs` reads from ``inputs``."""
     args, kwargs = split_inputs(inputs)

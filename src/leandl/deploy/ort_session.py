@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from leandl.deploy.io import feed_dict
+from leandl.deploy.io import feed_dict, gather_call
 from leandl.errors import ModelError
 
 __all__ = ["make_session", "OrtModule", "evaluate_onnx"]
@@ -90,14 +90,8 @@ class OrtModule:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, *inputs: Any, **kw_inputs: Any) -> Any:
-        if kw_inputs:
-            feed_from: Any = (*inputs, kw_inputs) if inputs else kw_inputs
-        elif len(inputs) == 1 and isinstance(inputs[0], tuple | list | dict):
-            feed_from = inputs[0]
-        else:
-            feed_from = inputs
         try:
-            feed = feed_dict(feed_from, self.input_names)
+            feed = feed_dict(gather_call(inputs, kw_inputs), self.input_names)
         except ValueError as exc:
             raise ModelError(str(exc), where=str(self.path)) from exc
         try:
