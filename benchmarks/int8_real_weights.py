@@ -11,7 +11,10 @@ Variants (each returns ``last_hidden_state``; the embedding is its masked mean, 
 - ``ort_fp32``: ``leandl.deploy.export_onnx`` (the latency baseline);
 - ``ort_static_int8``: ``leandl.deploy.ptq_onnx`` (auto op types: the MatMul/Gemm weight ops
   of a transformer), MinMax calibration on 4 batches of 8 real texts (not the evaluation ones);
-- ``ort_dynamic_int8``: ``leandl.deploy.quantize_dynamic_onnx`` (MatMul/Gemm only);
+- ``ort_static_int8_mlp_out_float``: the same with the 6 MLP output projections (``output.dense``,
+  whose inputs, the GELU outputs, carry the activation outliers) kept float (``keep_float``);
+- ``ort_dynamic_int8``: ``leandl.deploy.quantize_dynamic_onnx`` (MatMul/Gemm only, per-column
+  weight scales), and ``ort_dynamic_int8_per_tensor`` (one scale per weight tensor);
 - ``torchao_x86``: leandl's ``torchao-x86`` backend on the same calibration batches;
 - ``pruned70_ort_dynamic_int8``: ``leandl.prune_`` to 70 % of the MACs (heads + MLP units, widths
   in multiples of 8, no fine-tuning) then dynamic int8: the deployment chain.
@@ -41,7 +44,8 @@ from sentence_embedding import SENTENCES, load_model, long_texts, paraphrase_top
 
 from leandl.measure import cpu_description  # noqa: E402
 
-VARIANTS = ("ort_static_int8", "ort_dynamic_int8", "torchao_x86", "pruned70_ort_dynamic_int8")
+VARIANTS = ("ort_static_int8", "ort_static_int8_mlp_out_float", "ort_dynamic_int8", "ort_dynamic_int8_per_tensor",
+            "torchao_x86", "pruned70_ort_dynamic_int8")
 
 
 def _hidden(model: object, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -80,7 +84,17 @@ def build(tmp: Path, threads: int) -> tuple[dict[str, object], dict[str, float],
     fns: dict[str, object] = {}
     files = {"ort_fp32": export_onnx(dense, example, tmp / "fp32.onnx")}
     files["ort_static_int8"] = ptq_onnx(dense, example, tmp / "static", calibration=calib).int8_path
+    import onnx
+
+    from leandl.deploy.ort_quantize import quantize_static_onnx
+
+    mlp_out = [n.name for n in onnx.load(str(files["ort_fp32"])).graph.node
+               if n.op_type in ("MatMul", "Gemm") and "/output/dense/" in n.name and "/attention/" not in n.name]
+    files["ort_static_int8_mlp_out_float"] = quantize_static_onnx(files["ort_fp32"], tmp / "static_mlp_float.onnx",
+                                                                  calib, keep_float=mlp_out)
     files["ort_dynamic_int8"] = quantize_dynamic_onnx(files["ort_fp32"], tmp / "dyn.onnx")
+    files["ort_dynamic_int8_per_tensor"] = quantize_dynamic_onnx(files["ort_fp32"], tmp / "dyn_t.onnx",
+                                                                 per_channel=False)
     files["pruned70_ort_dynamic_int8"] = quantize_dynamic_onnx(export_onnx(pruned, example, tmp / "p_fp32.onnx"),
                                                                tmp / "p_dyn.onnx")
     for name, path in files.items():
@@ -95,7 +109,7 @@ def build(tmp: Path, threads: int) -> tuple[dict[str, object], dict[str, float],
         except Exception as exc:  # noqa: BLE001 - a third-party lowering that refuses is a skip
             skipped["torchao_x86"] = f"build failed: {type(exc).__name__}: {exc}"[:300]
     ref, ref_pruned = _embed(dense, evaluation), _embed(pruned, evaluation)
-    facts = {"dense_fp32_paraphrase_top1": paraphrase_top1(ref),
+    facts = {"mlp_out_nodes_kept_float": float(len(mlp_out)), "dense_fp32_paraphrase_top1": paraphrase_top1(ref),
              "pruned70_fp32_paraphrase_top1": paraphrase_top1(ref_pruned),
              "pruned70_macs_fraction": count_macs(pruned, tokenize(long_texts(1), 128)).total
              / count_macs(dense, tokenize(long_texts(1), 128)).total}

@@ -116,3 +116,34 @@ def test_dynamic_int8_uses_per_column_weight_scales_by_default(tmp_path) -> None
     # per-tensor: step = 200 * |w|max / 127, larger than the small columns' own weights
     assert tensor > 0.3
     assert default < 0.02  # int8 error of an ordinary column with its own scale
+
+
+def test_static_int8_keep_float_leaves_the_named_node_unquantized(tmp_path) -> None:
+    import onnx
+    import pytest
+
+    from leandl.deploy import export_onnx
+    from leandl.deploy.ort_quantize import quantize_static_onnx
+    from leandl.errors import ConfigError
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    xs = [torch.randn(16, 8) for _ in range(3)]
+    fp32 = export_onnx(net, xs[0], tmp_path / "fp32.onnx")
+    weight_ops = [n.name for n in onnx.load(str(fp32)).graph.node if n.op_type in ("Gemm", "MatMul")]
+    assert len(weight_ops) == 3
+    keep = weight_ops[1]
+
+    def dequantized_inputs(path) -> list[int]:
+        """Per weight op, in graph order (the written file's node names are compacted)."""
+        g = onnx.load(str(path)).graph
+        made_by = {o: n.op_type for n in g.node for o in n.output}
+        return [sum(made_by.get(i) == "DequantizeLinear" for i in n.input)
+                for n in g.node if n.op_type in ("Gemm", "MatMul")]
+
+    all_q = dequantized_inputs(quantize_static_onnx(fp32, tmp_path / "a.onnx", xs))
+    kept = dequantized_inputs(quantize_static_onnx(fp32, tmp_path / "k.onnx", xs, keep_float=[keep]))
+    assert all_q == [3, 3, 3]  # input, weight and bias dequantized: int8 ops
+    assert kept[1] == 0 and kept[0] >= 2 and kept[2] >= 2
+    with pytest.raises(ConfigError, match="no_such_node"):
+        quantize_static_onnx(fp32, tmp_path / "x.onnx", xs, keep_float=["no_such_node"])
