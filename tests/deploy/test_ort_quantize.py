@@ -147,3 +147,31 @@ def test_static_int8_keep_float_leaves_the_named_node_unquantized(tmp_path) -> N
     assert kept[1] == 0 and kept[0] >= 2 and kept[2] >= 2
     with pytest.raises(ConfigError, match="no_such_node"):
         quantize_static_onnx(fp32, tmp_path / "x.onnx", xs, keep_float=["no_such_node"])
+
+
+def test_int8_of_a_model_stored_with_external_data_is_one_runnable_file(tmp_path) -> None:
+    """Models past protobuf's 2 GB limit are exported with external data files (torchvision's
+    regnet_y_128gf, vit_h_14); quantization must read them and write the int8 model as one file.
+    A small model saved in the same layout exercises that path."""
+    import onnx
+
+    from leandl.deploy import OrtModule, export_onnx, quantize_dynamic_onnx
+    from leandl.deploy.ort_quantize import quantize_static_onnx, uses_external_data
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 4)).eval()
+    xs = [torch.randn(16, 8) for _ in range(3)]
+    plain = export_onnx(net, xs[0], tmp_path / "plain.onnx")
+    ext_dir = tmp_path / "ext"
+    ext_dir.mkdir()
+    onnx.save(onnx.load(str(plain)), str(ext_dir / "model.onnx"), save_as_external_data=True,
+              all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
+    assert uses_external_data(ext_dir / "model.onnx") and not uses_external_data(plain)
+    with torch.no_grad():
+        ref = net(xs[0])
+    for path in (quantize_static_onnx(ext_dir / "model.onnx", tmp_path / "s.onnx", xs),
+                 quantize_dynamic_onnx(ext_dir / "model.onnx", tmp_path / "d.onnx")):
+        assert not uses_external_data(path)
+        assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(path.stem)) == [path.name]
+        got = OrtModule(path, threads=1)(xs[0])
+        assert torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0) > 0.99

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from leandl.deploy.calibration import TensorDataReader
 from leandl.deploy.conv_padding import pad_input_convs_checked
 from leandl.deploy.onnx_export import validate_onnx
-from leandl.errors import ConfigError
+from leandl.errors import ConfigError, ModelError
 
 __all__ = ["CalibrateMethod", "quantize_static_onnx", "quantize_dynamic_onnx", "op_counts", "compact_names",
            "DYNAMIC_OP_TYPES",
@@ -45,20 +45,44 @@ DYNAMIC_OP_TYPES = ("MatMul", "Gemm")
 WEIGHT_OP_TYPES = ("MatMul", "Gemm", "Conv")
 
 
+def uses_external_data(path: str | Path) -> bool:
+    """Whether an ONNX file keeps tensors in external data files (models over protobuf's 2 GB
+    limit: torch's exporter writes them so, e.g. torchvision's regnet_y_128gf and vit_h_14)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False)
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer)
+
+
 def _preprocess(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src, dst = Path(src).resolve(), Path(dst).resolve()
+    external = {"save_as_external_data": True, "all_tensors_to_one_file": True,
+                "external_data_location": f"{dst.name}.data"} if uses_external_data(src) else {}
     # ONNX Runtime's symbolic shape inference, when it cannot infer every shape (BERT's masks),
     # saves "sym_shape_infer_temp.onnx" and an external-data file into the current directory:
     # run it from dst's (temporary) folder so nothing is left in the user's.
     with _quiet(), _CWD_LOCK, contextlib.chdir(dst.parent):
         try:
-            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=False, **external)
             return dst
         except Exception:  # symbolic shape inference fails on some graphs; ONNX shape inference suffices
-            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, **external)
             return dst
+
+
+def _single_file(src: Path, dst: Path) -> Path:
+    """Write the quantized model ``src`` (maybe with external data) to ``dst`` as one file; an
+    int8 model past protobuf's 2 GB limit (an fp32 model past about 8 GB) is refused."""
+    import onnx
+
+    graph = onnx.load(str(src))  # reads external data from src's folder
+    if graph.ByteSize() >= (1 << 31) - (1 << 20):
+        raise ModelError(f"the int8 model is {graph.ByteSize() / 1e9:.2f} GB, past ONNX's 2 GB single-file limit",
+                         where=str(dst), fix="quantize a smaller model (leandl writes int8 ONNX as one file)")
+    onnx.save(graph, str(dst))
+    return dst
 
 
 _CWD_LOCK = threading.Lock()
@@ -147,13 +171,15 @@ def quantize_static_onnx(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
+        external = uses_external_data(pre)
         graph = onnx.load(str(pre))
         note = "off"
         if pad_input_channels is not None:
             padded, note = pad_input_convs_checked(graph, pad_input_channels, calibration[0])
             if padded is not graph:
                 graph = padded
-                onnx.save(graph, str(pre))
+                onnx.save(graph, str(pre), save_as_external_data=external, all_tensors_to_one_file=True,
+                          location="pre.onnx.padded.data")
             elif note.startswith("skipped"):
                 warnings.warn(f"int8 stem padding {note}; quantizing the graph unpadded", UserWarning, stacklevel=2)
         if info is not None:
@@ -170,13 +196,15 @@ def quantize_static_onnx(
         ops = _op_types(graph, op_types)
         if info is not None:
             info["op_types"] = "all" if ops is None else list(ops)
+        written = Path(tmp) / "int8.onnx"  # external data (if any) lands beside it, in tmp
         with _quiet():  # the calibrators print progress lines
-            quantize_static(str(pre), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            quantize_static(str(pre), str(written), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             reduce_range=reduce_range, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=method,
                             op_types_to_quantize=list(ops) if ops is not None else None,
-                            nodes_to_exclude=list(keep_float),
+                            nodes_to_exclude=list(keep_float), use_external_data_format=external,
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        _single_file(written, out_path)
     compact_names(out_path)
     validate_onnx(out_path, calibration[0])
     return out_path
@@ -209,8 +237,10 @@ def quantize_dynamic_onnx(fp32_path: str | Path, out_path: str | Path, *, per_ch
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
-        quantize_dynamic(str(pre), str(out_path), per_channel=per_channel, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(DYNAMIC_OP_TYPES))
+        written = Path(tmp) / "int8.onnx"
+        quantize_dynamic(str(pre), str(written), per_channel=per_channel, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(DYNAMIC_OP_TYPES), use_external_data_format=uses_external_data(pre))
+        _single_file(written, out_path)
     return compact_names(out_path)
 
 
