@@ -127,3 +127,36 @@ def test_torchao_x86_takes_keyword_token_ids_and_dict_outputs(tmp_path: Path) ->
     assert c.outputs["last_hidden_state"]["cosine"] > 0.99 and c.outputs["logits"]["cosine"] > 0.99
     with torch.no_grad():  # the dict form of the call gives the same result
         torch.testing.assert_close(run(x)[1], got[1])
+
+
+def test_torchao_x86_runs_a_model_that_views_a_conv_output(tmp_path: Path) -> None:
+    """``x.view(n, -1)`` of a conv output (AlexNet, MobileViT) failed after lowering: oneDNN's
+    int8 convs return channels-last tensors that a view cannot flatten; views become reshapes."""
+    pytest.importorskip("torchao")
+    from leandl.deploy.backend_torchao import views_to_reshapes
+    from leandl.registry import BACKENDS
+
+    class ViewNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3, padding=1)
+            self.fc = nn.Linear(16 * 8 * 8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.relu(self.conv(x))
+            return self.fc(y.view(y.shape[0], -1))
+
+    torch.manual_seed(0)
+    model = ViewNet().eval()
+    g = torch.Generator().manual_seed(1)
+    cal = [torch.randn(4, 3, 8, 8, generator=g) for _ in range(3)]
+    run = BACKENDS.get("torchao-x86")().build(model, cal[0], cal, tmp_path).runner(1)
+    x = torch.randn(6, 3, 8, 8, generator=g)
+    with torch.no_grad():
+        ref, got = model(x), run(x)
+    assert torch.nn.functional.cosine_similarity(ref.flatten(), got.flatten(), dim=0) > 0.99
+
+    gm = torch.export.export(model, (x,)).module()
+    assert views_to_reshapes(gm) >= 1
+    assert "aten.view.default" not in gm.code and "aten.reshape.default" in gm.code
+    torch.testing.assert_close(gm(x), model(x))

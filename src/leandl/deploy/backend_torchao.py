@@ -46,7 +46,7 @@ from leandl.errors import ModelError
 from leandl.measure._util import as_args, batch_size_of, rebatch
 from leandl.registry import BACKENDS
 
-__all__ = ["TorchaoX86Backend", "graph_constant_bytes", "split_reused_module_partitions"]
+__all__ = ["TorchaoX86Backend", "graph_constant_bytes", "split_reused_module_partitions", "views_to_reshapes"]
 
 
 def graph_constant_bytes(gm: torch.fx.GraphModule) -> int:
@@ -65,6 +65,24 @@ def graph_constant_bytes(gm: torch.fx.GraphModule) -> int:
             seen.add(id(obj))
             total += obj.numel() * obj.element_size()
     return total
+
+
+def views_to_reshapes(gm: torch.fx.GraphModule) -> int:
+    """Turn ``aten.view`` calls into ``aten.reshape`` (returns how many).
+
+    The x86 lowering gives oneDNN's int8 convolutions channels-last outputs; a ``view`` the
+    model applies to such a tensor (``x.view(n, -1)`` before a classifier: AlexNet, MobileViT)
+    then fails ("view size is not compatible with input tensor's size and stride"). ``reshape``
+    is a view where the strides allow one and a copy where they do not, with the same values.
+    """
+    n = 0
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.view.default:
+            node.target = torch.ops.aten.reshape.default
+            n += 1
+    if n:
+        gm.recompile()
+    return n
 
 
 def _partition_key(node: torch.fx.Node) -> tuple[str, str] | None:
@@ -199,6 +217,7 @@ class TorchaoX86Backend(Backend):
                 warnings.simplefilter("ignore")
                 if key not in lowered:
                     lowered[key] = lower_pt2e_quantized_to_x86(converted, tensors)
+                    views_to_reshapes(lowered[key])
                 out = lowered[key](*tensors)
             if adapter is not None and isinstance(out, tuple | list) and len(out) == 1:
                 return out[0]  # one output: a tensor, like the ONNX Runtime backends
