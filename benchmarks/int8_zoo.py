@@ -59,7 +59,7 @@ def run_one(key: str, backend: str = "ort") -> dict:
 
     from _zoo_models import get_entry, make_inputs
     from leandl.deploy import OrtModule, compare_outputs, op_counts, ptq_onnx
-    from leandl.deploy.io import call_model
+    from leandl.deploy.io import call_model, primary_output
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
@@ -84,6 +84,7 @@ def run_one(key: str, backend: str = "ort") -> dict:
         got = call_model(OrtModule(res.int8_path, threads=2, outputs="all"), check)
         c = compare_outputs(ref, got)
         fp = compare_outputs(ref, call_model(OrtModule(res.fp32_path, threads=2, outputs="all"), check))
+    rec["eager_abs_max"] = float(primary_output(ref).abs().max())  # tiny random-init logits quantize to 0
     rec.update(status="ok", stage="done", top1_agreement=c.top1_agreement, cosine=c.cosine,
                max_abs_diff=c.max_abs_diff, fp32_cosine=fp.cosine, fp32_top1_agreement=fp.top1_agreement,
                seconds=time.perf_counter() - t0)
@@ -102,7 +103,7 @@ def _run_torchao(key: str) -> dict:
 
     from _zoo_models import get_entry, make_inputs
     from leandl.deploy import compare_outputs
-    from leandl.deploy.io import call_model
+    from leandl.deploy.io import call_model, primary_output
     from leandl.registry import BACKENDS
 
     warnings.simplefilter("ignore")
@@ -121,6 +122,7 @@ def _run_torchao(key: str) -> dict:
         with torch.no_grad():
             ref = call_model(model, check)
         c = compare_outputs(ref, call_model(built.runner(2), check))
+    rec["eager_abs_max"] = float(primary_output(ref).abs().max())  # tiny random-init logits quantize to 0
     rec.update(status="ok", stage="done", int8_bytes=built.size_bytes, top1_agreement=c.top1_agreement,
                cosine=c.cosine, max_abs_diff=c.max_abs_diff, seconds=time.perf_counter() - t0,
                calibration="synthetic (4 x 4 random inputs; random-init model)")
@@ -139,7 +141,8 @@ def main() -> None:
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="hf:bert and torchvision:resnet18 only")
     p.add_argument("--keep", action="store_true",
-                   help="keep the rows of --out and run only the models it lacks (the JSON is rewritten after each)")
+                   help="keep the rows of --out and run only the models it lacks, or with --only the named ones "
+                        "again (the JSON is rewritten after each)")
     args = p.parse_args()
     if args.out is None:
         args.out = HERE / "results" / ("int8_zoo.json" if args.backend == "ort" else "int8_zoo_torchao.json")
@@ -163,6 +166,8 @@ def main() -> None:
     rows: list[dict] = []
     if args.keep and args.out.is_file():
         rows = [r for r in json.loads(args.out.read_text())["rows"] if r["status"] == "ok"]
+        if args.only:  # the named models are run again and replace their rows
+            rows = [r for r in rows if r["model"] not in keys]
         done = {r["model"] for r in rows}
         keys = [k for k in keys if k not in done]
     for key in keys:
@@ -200,6 +205,12 @@ def _write(args: argparse.Namespace, rows: list[dict], load_before: tuple[float,
     summary = {"benchmark": "int8_zoo", "backend": args.backend, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "versions": versions(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
                "threads": 2, "works": {f: f"{a}/{b}" for f, (a, b) in by_family.items()},
+               "counts": {f: {"ok": a, "total": b} for f, (a, b) in by_family.items()},
+               "cosine": {f: {"min": min(r["cosine"] for r in ok if r["model"].startswith(f + ":")),
+                              "median": sorted(r["cosine"] for r in ok if r["model"].startswith(f + ":"))[
+                                  sum(r["model"].startswith(f + ":") for r in ok) // 2],
+                              "at_least_0.99": sum(r["cosine"] >= 0.99 for r in ok if r["model"].startswith(f + ":"))}
+                          for f in by_family if any(r["model"].startswith(f + ":") for r in ok)},
                "selection": "quick" if args.quick else ("subset" if args.subset else args.family),
                "note": "random-init models, synthetic calibration and check inputs; top-1 agreement of "
                        "random-init logits understates a trained model's"}
