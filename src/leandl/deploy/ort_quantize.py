@@ -21,6 +21,7 @@ Both run ``quant_pre_process`` first (shape inference + graph optimisation, e.g.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
 import tempfile
@@ -173,7 +174,7 @@ def quantize_static_onnx(
         pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
         external = uses_external_data(pre)
         graph = onnx.load(str(pre))
-        note = "off"
+        note, padded = "off", None
         if pad_input_channels is not None:
             padded, note = pad_input_convs_checked(graph, pad_input_channels, calibration[0])
             if padded is not graph:
@@ -196,6 +197,8 @@ def quantize_static_onnx(
         ops = _op_types(graph, op_types)
         if info is not None:
             info["op_types"] = "all" if ops is None else list(ops)
+        del graph, padded  # a model-sized copy quantize_static does not need (ViT-H/14 ran out of 24 GB)
+        gc.collect()
         written = Path(tmp) / "int8.onnx"  # external data (if any) lands beside it, in tmp
         with _quiet():  # the calibrators print progress lines
             quantize_static(str(pre), str(written), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
