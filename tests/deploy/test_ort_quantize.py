@@ -167,6 +167,12 @@ def test_int8_of_a_model_stored_with_external_data_is_one_runnable_file(tmp_path
     onnx.save(onnx.load(str(plain)), str(ext_dir / "model.onnx"), save_as_external_data=True,
               all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0)
     assert uses_external_data(ext_dir / "model.onnx") and not uses_external_data(plain)
+    from leandl.deploy.ort_quantize import onnx_file_bytes
+
+    data = (ext_dir / "model.onnx.data").stat().st_size
+    assert data > 4 * (8 * 64 + 64 * 4)  # the weights live in the data file
+    assert onnx_file_bytes(ext_dir / "model.onnx") == (ext_dir / "model.onnx").stat().st_size + data
+    assert onnx_file_bytes(plain) == plain.stat().st_size
     with torch.no_grad():
         ref = net(xs[0])
     for path in (quantize_static_onnx(ext_dir / "model.onnx", tmp_path / "s.onnx", xs),

@@ -55,6 +55,17 @@ def uses_external_data(path: str | Path) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer)
 
 
+def onnx_file_bytes(path: str | Path) -> int:
+    """Bytes of an ONNX model on disk: the file plus the external data files it references."""
+    import onnx
+
+    path = Path(path)
+    graph = onnx.load(str(path), load_external_data=False)
+    files = {e.value for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+             for e in t.external_data if e.key == "location"}
+    return path.stat().st_size + sum((path.parent / f).stat().st_size for f in files if (path.parent / f).is_file())
+
+
 def _preprocess(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -32,7 +32,7 @@ from torch import nn
 from leandl.deploy.bias_correction import bias_correct_, fold_batchnorm
 from leandl.deploy.calibration import random_calibration as random_calibration_batches
 from leandl.deploy.onnx_export import export_onnx, validate_onnx
-from leandl.deploy.ort_quantize import CalibrateMethod, quantize_dynamic_onnx, quantize_static_onnx
+from leandl.deploy.ort_quantize import CalibrateMethod, onnx_file_bytes, quantize_dynamic_onnx, quantize_static_onnx
 from leandl.errors import ConfigError
 from leandl.quantize.convert import float_twin, has_fake_quant
 
@@ -142,7 +142,7 @@ def ptq_onnx(
                                         per_channel=per_channel, reduce_range=reduce_range, info=qinfo)
             op_types = qinfo.get("op_types", "")
     validate_onnx(int8, example_inputs)
-    f_size, q_size = fp32.stat().st_size, int8.stat().st_size
+    f_size, q_size = onnx_file_bytes(fp32), int8.stat().st_size  # fp32 past 2 GB keeps external data
     return PtqResult(fp32_path=fp32, int8_path=int8, fp32_size_bytes=f_size, int8_size_bytes=q_size,
                      size_ratio=f_size / q_size, bias_shifts=shifts, calibration=source,
                      stem_padding=str(qinfo.get("stem_padding", "")),
