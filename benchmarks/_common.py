@@ -69,6 +69,19 @@ def write_rows(rows: list[dict[str, Any]], out: Path, name: str) -> None:
     print(f"wrote {out}")
 
 
+def finish_rows(rows: list[dict[str, Any]], load_before: tuple[float, ...], skipped: dict[str, str]) -> None:
+    """Stamp every row with the load average before and now; append a ``skipped`` row (the
+    variants that could not be built, with reasons) when there are any."""
+    import os
+
+    load_after = list(os.getloadavg())
+    for r in rows:
+        r["loadavg_before"], r["loadavg_after"] = list(load_before), load_after
+    if skipped:
+        rows.append({"method": "skipped", "metric": "reasons", "mean": float("nan"), "std": float("nan"), "n": 0,
+                     "values": [], "reasons": skipped})
+
+
 def print_table(rows: list[dict[str, Any]], title: str = "") -> None:
     """Print rows as an aligned text table: method, metric, mean +- std (n), units."""
     if title:

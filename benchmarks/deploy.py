@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, print_table, row, write_rows  # noqa: E402
+from _common import base_parser, finish_rows, print_table, row, write_rows  # noqa: E402
 
 from leandl.measure import cpu_description  # noqa: E402
 
@@ -290,12 +290,8 @@ def main() -> None:
                 bert_best = (name, ok[name], min(bfacts[f"{name}_cosine"]))
                 rows.append(row(f"best chain bert: {name}", "speedup", bratios[name],
                                 units="x vs ort_fp32, median per-round ratio (cosine >= 0.99)", **be))
-    load_after = os.getloadavg()
-    for r in rows:
-        r["loadavg_before"], r["loadavg_after"] = list(load_before), list(load_after)
-    if skipped:
-        rows.append({"method": "skipped", "metric": "reasons", "mean": float("nan"), "std": float("nan"), "n": 0,
-                     "values": [], "reasons": skipped})
+    finish_rows(rows, load_before, skipped)
+    load_after = rows[0]["loadavg_after"]
     print_table([r for r in rows if r["n"]], f"deployment chains, {args.threads} threads, load average "
                 f"{load_before[0]:.1f} -> {load_after[0]:.1f}")
     for name, why in skipped.items():

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, print_table, row, write_rows  # noqa: E402
+from _common import base_parser, finish_rows, print_table, row, write_rows  # noqa: E402
 
 from leandl.measure import cpu_description  # noqa: E402
 
@@ -163,14 +163,11 @@ def main() -> None:
     rows += [row(k, "macs_fraction", v, units="fraction of dense MACs", **extra) for k, v in facts_all.items()]
     rows += [row(f"uniform16 ORT int8 time: {k}", "share", [v], units="fraction of kernel time (seed 0)", **extra)
              for k, v in profile.items() if v >= 0.005]
-    load_after = os.getloadavg()
     for r in rows:
-        r["loadavg_before"], r["loadavg_after"] = list(load_before), list(load_after)
         r["allocations"] = {k: dict(zip(("i1", "s2", "i2", "s3", "i3"), v, strict=True))
                             for k, v in ALLOCATIONS.items()}
-    if skipped:
-        rows.append({"method": "skipped", "metric": "reasons", "mean": float("nan"), "std": float("nan"), "n": 0,
-                     "values": [], "reasons": skipped})
+    finish_rows(rows, load_before, skipped)
+    load_after = rows[0]["loadavg_after"]
     print_table([r for r in rows if r["n"]], f"ResNet-56 width allocations at b64, {args.threads} threads, load "
                 f"{load_before[0]:.1f} -> {load_after[0]:.1f}")
     best = max(ratios.items(), key=lambda kv: sum(kv[1]) / len(kv[1]))

@@ -39,7 +39,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import base_parser, print_table, row, write_rows  # noqa: E402
+from _common import base_parser, finish_rows, print_table, row, write_rows  # noqa: E402
 from sentence_embedding import SENTENCES, load_model, long_texts, paraphrase_top1, tokenize  # noqa: E402
 
 from leandl.measure import cpu_description  # noqa: E402
@@ -153,12 +153,8 @@ def main() -> None:
              for v, vals in ratios.items()]
     rows += [row("minilm", k, [v], units="bytes" if k.endswith("bytes") else "fraction", **extra)
              for k, v in facts.items()]
-    load_after = os.getloadavg()
-    for r in rows:
-        r["loadavg_before"], r["loadavg_after"] = list(load_before), list(load_after)
-    if skipped:
-        rows.append({"method": "skipped", "metric": "reasons", "mean": float("nan"), "std": float("nan"), "n": 0,
-                     "values": [], "reasons": skipped})
+    finish_rows(rows, load_before, skipped)
+    load_after = rows[0]["loadavg_after"]
     print_table([r for r in rows if r["n"]], f"all-MiniLM-L6-v2 int8, b8 x 128, {args.threads} threads, load "
                 f"{load_before[0]:.1f} -> {load_after[0]:.1f}")
     for name, why in skipped.items():

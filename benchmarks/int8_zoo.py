@@ -47,8 +47,6 @@ SUBSET = [  # cheapest first, so a run cut short under load still covers the mos
 
 def run_one(key: str, backend: str = "ort") -> dict:
     """Export, quantize and check one model (runs inside the subprocess)."""
-    if backend == "torchao":
-        return _run_torchao(key)
     from leandl._compat_torchvision import import_torchvision
 
     import_torchvision()
@@ -60,72 +58,40 @@ def run_one(key: str, backend: str = "ort") -> dict:
     from _zoo_models import get_entry, make_inputs
     from leandl.deploy import OrtModule, compare_outputs, op_counts, ptq_onnx
     from leandl.deploy.io import call_model, primary_output
-
-    warnings.simplefilter("ignore")
-    torch.set_num_threads(2)
-    entry = get_entry(key)
-    rec: dict = {"model": key, "status": "failed", "stage": "build"}
-    t0 = time.perf_counter()
-    model = entry.build(seed=0)
-    example = make_inputs(entry, 2, seed=0)
-    cal = [make_inputs(entry, 4, seed=1 + i) for i in range(4)]
-    check = make_inputs(entry, 8, seed=99)
-    with tempfile.TemporaryDirectory() as tmp:
-        rec["stage"] = "export + static int8"
-        res = ptq_onnx(model, example, Path(tmp), method="ptq", calibration=cal)
-        rec.update(fp32_bytes=res.fp32_size_bytes, int8_bytes=res.int8_size_bytes, stem_padding=res.stem_padding,
-                   op_types=res.op_types,
-                   calibration="synthetic (4 x 4 random inputs; random-init model)")
-        ops = op_counts(res.int8_path)
-        rec["qdq_nodes"] = ops.get("QuantizeLinear", 0) + ops.get("DequantizeLinear", 0)
-        rec["stage"] = "check"
-        with torch.no_grad():
-            ref = call_model(model, check)
-        got = call_model(OrtModule(res.int8_path, threads=2, outputs="all"), check)
-        c = compare_outputs(ref, got)
-        fp = compare_outputs(ref, call_model(OrtModule(res.fp32_path, threads=2, outputs="all"), check))
-    rec["eager_abs_max"] = float(primary_output(ref).abs().max())  # tiny random-init logits quantize to 0
-    rec.update(status="ok", stage="done", top1_agreement=c.top1_agreement, cosine=c.cosine,
-               max_abs_diff=c.max_abs_diff, fp32_cosine=fp.cosine, fp32_top1_agreement=fp.top1_agreement,
-               seconds=time.perf_counter() - t0)
-    return rec
-
-
-def _run_torchao(key: str) -> dict:
-    """torchao's x86 int8 (``leandl``'s ``torchao-x86`` backend) on one model, checked like ORT's."""
-    from leandl._compat_torchvision import import_torchvision
-
-    import_torchvision()
-    import tempfile
-    import warnings
-
-    import torch
-
-    from _zoo_models import get_entry, make_inputs
-    from leandl.deploy import compare_outputs
-    from leandl.deploy.io import call_model, primary_output
     from leandl.registry import BACKENDS
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(2)
     entry = get_entry(key)
-    rec: dict = {"model": key, "status": "failed", "stage": "build"}
+    rec: dict = {"model": key, "status": "failed", "stage": "build",
+                 "calibration": "synthetic (4 x 4 random inputs; random-init model)"}
     t0 = time.perf_counter()
     model = entry.build(seed=0)
     example = make_inputs(entry, 2, seed=0)
     cal = [make_inputs(entry, 4, seed=1 + i) for i in range(4)]
     check = make_inputs(entry, 8, seed=99)
     with tempfile.TemporaryDirectory() as tmp:
-        rec["stage"] = "export + prepare + calibrate + convert"
-        built = BACKENDS.get("torchao-x86")().build(model, example, cal, Path(tmp))
-        rec["stage"] = "lower + check"
         with torch.no_grad():
             ref = call_model(model, check)
-        c = compare_outputs(ref, call_model(built.runner(2), check))
+        if backend == "torchao":
+            rec["stage"] = "export + prepare + calibrate + convert"
+            built = BACKENDS.get("torchao-x86")().build(model, example, cal, Path(tmp))
+            rec.update(stage="lower + check", int8_bytes=built.size_bytes)
+            run = built.runner(2)
+        else:
+            rec["stage"] = "export + static int8"
+            res = ptq_onnx(model, example, Path(tmp), method="ptq", calibration=cal)
+            ops = op_counts(res.int8_path)
+            rec.update(fp32_bytes=res.fp32_size_bytes, int8_bytes=res.int8_size_bytes, stem_padding=res.stem_padding,
+                       op_types=res.op_types, stage="check",
+                       qdq_nodes=ops.get("QuantizeLinear", 0) + ops.get("DequantizeLinear", 0))
+            fp = compare_outputs(ref, call_model(OrtModule(res.fp32_path, threads=2, outputs="all"), check))
+            rec.update(fp32_cosine=fp.cosine, fp32_top1_agreement=fp.top1_agreement)
+            run = OrtModule(res.int8_path, threads=2, outputs="all")
+        c = compare_outputs(ref, call_model(run, check))
     rec["eager_abs_max"] = float(primary_output(ref).abs().max())  # tiny random-init logits quantize to 0
-    rec.update(status="ok", stage="done", int8_bytes=built.size_bytes, top1_agreement=c.top1_agreement,
-               cosine=c.cosine, max_abs_diff=c.max_abs_diff, seconds=time.perf_counter() - t0,
-               calibration="synthetic (4 x 4 random inputs; random-init model)")
+    rec.update(status="ok", stage="done", top1_agreement=c.top1_agreement, cosine=c.cosine,
+               max_abs_diff=c.max_abs_diff, seconds=time.perf_counter() - t0)
     return rec
 
 
