@@ -66,29 +66,37 @@ def onnx_file_bytes(path: str | Path) -> int:
     return path.stat().st_size + sum((path.parent / f).stat().st_size for f in files if (path.parent / f).is_file())
 
 
-def _preprocess(src: Path, dst: Path) -> Path:
+def _preprocess(src: Path, dst: Path) -> tuple[Path, bool]:
+    """ONNX Runtime's pre-processing of ``src`` into ``dst``; returns ``(dst, external)``, whether
+    the model keeps its tensors in an external data file (then ``dst`` does too)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src, dst = Path(src).resolve(), Path(dst).resolve()
+    is_external = uses_external_data(src)
     external = {"save_as_external_data": True, "all_tensors_to_one_file": True,
-                "external_data_location": f"{dst.name}.data"} if uses_external_data(src) else {}
+                "external_data_location": f"{dst.name}.data"} if is_external else {}
     # ONNX Runtime's symbolic shape inference, when it cannot infer every shape (BERT's masks),
     # saves "sym_shape_infer_temp.onnx" and an external-data file into the current directory:
     # run it from dst's (temporary) folder so nothing is left in the user's.
     with _quiet(), _CWD_LOCK, contextlib.chdir(dst.parent):
         try:
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=False, **external)
-            return dst
         except Exception:  # symbolic shape inference fails on some graphs; ONNX shape inference suffices
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, **external)
-            return dst
+    return dst, is_external
 
 
-def _single_file(src: Path, dst: Path) -> Path:
-    """Write the quantized model ``src`` (maybe with external data) to ``dst`` as one file; an
-    int8 model past protobuf's 2 GB limit (an fp32 model past about 8 GB) is refused."""
+def _single_file(src: Path, dst: Path, external: bool) -> Path:
+    """Move the quantized model ``src`` to ``dst``; one written with external data is re-saved as
+    one file (an int8 model past protobuf's 2 GB limit, i.e. an fp32 model past about 8 GB, is
+    refused)."""
+    import shutil
+
     import onnx
 
+    if not external:
+        shutil.move(str(src), str(dst))
+        return dst
     graph = onnx.load(str(src))  # reads external data from src's folder
     if graph.ByteSize() >= (1 << 31) - (1 << 20):
         raise ModelError(f"the int8 model is {graph.ByteSize() / 1e9:.2f} GB, past ONNX's 2 GB single-file limit",
@@ -182,8 +190,7 @@ def quantize_static_onnx(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
-        external = uses_external_data(pre)
+        pre, external = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
         graph = onnx.load(str(pre))
         note, padded = "off", None
         if pad_input_channels is not None:
@@ -218,7 +225,7 @@ def quantize_static_onnx(
                             op_types_to_quantize=list(ops) if ops is not None else None,
                             nodes_to_exclude=list(keep_float), use_external_data_format=external,
                             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
-        _single_file(written, out_path)
+        _single_file(written, out_path, external)
     compact_names(out_path)
     validate_onnx(out_path, calibration[0])
     return out_path
@@ -250,11 +257,11 @@ def quantize_dynamic_onnx(fp32_path: str | Path, out_path: str | Path, *, per_ch
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        pre = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
+        pre, external = _preprocess(Path(fp32_path), Path(tmp) / "pre.onnx")
         written = Path(tmp) / "int8.onnx"
         quantize_dynamic(str(pre), str(written), per_channel=per_channel, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(DYNAMIC_OP_TYPES), use_external_data_format=uses_external_data(pre))
-        _single_file(written, out_path)
+                         op_types_to_quantize=list(DYNAMIC_OP_TYPES), use_external_data_format=external)
+        _single_file(written, out_path, external)
     return compact_names(out_path)
 
 
