@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from leandl.errors import ModelError
-from leandl.models import create_model, default_input_shape, list_models
+from leandl.models import create_model, default_input_shape
 from leandl.registry import MODELS
 
 # Heavy models run the generic test at a small input only (their default is covered by counts).

@@ -15,7 +15,7 @@ from leandl.errors import ConfigError, ModelError
 from leandl.models import create_model
 from leandl.spec import get_edits, replay_edits
 
-from tests.prune.test_groups import ChunkCat, Dense
+from tests.prune.test_groups import Dense
 
 CASES = [
     ("resnet20", {"width": 8}, (3, 16, 16)),
