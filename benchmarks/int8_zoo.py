@@ -16,6 +16,11 @@ patterns / ``--subset``), in a subprocess with a time limit:
 ``--backend torchao`` does the same with leandl's ``torchao-x86`` backend (PT2E export, torchao's
 x86 quantizer, calibration on the same batches, oneDNN lowering) into ``int8_zoo_torchao.json``.
 
+Layers initialised to all zeros (the classifier heads of torchvision's ViTs and timm's
+MLP-Mixer / ResMLP) get small random weights first (``reinit_zero_layers``, named in the row's
+``reinit_zero_layers``): with a zero head every logit is 0 and the comparison would be vacuous.
+Each row records the subprocess's peak resident memory (``peak_rss_bytes``).
+
 A model passes when the int8 file runs in ONNX Runtime and its outputs have the eager shape
 (agreement is reported, not judged: random-init logits are nearly tied, so top-1 agreement
 understates a trained model's). Rows go to ``benchmarks/results/int8_zoo.json`` (with the load
@@ -31,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -43,6 +49,25 @@ SUBSET = [  # cheapest first, so a run cut short under load still covers the mos
     "timm:repvgg_a0", "torchvision:googlenet", "torchvision:alexnet", "timm:deit_tiny_patch16_224",
     "torchvision:convnext_tiny", "timm:nfnet_l0", "torchvision:densenet121", "torchvision:vit_b_16",
 ]
+
+
+def reinit_zero_layers(model: Any, seed: int) -> list[str]:
+    """Give normal(0, 0.02) weights to the Linear/Conv layers initialised to all zeros; their names.
+
+    torchvision's ViTs and timm's MLP-Mixer / ResMLP start with a zero classifier head, so their
+    random-init logits are exactly 0 and any int8 file "agrees" with them (cosine 1 by
+    convention): the check would be vacuous without this."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    names = []
+    for name, m in model.named_modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)) and m.weight.numel() > 1 \
+                and not m.weight.any():
+            with torch.no_grad():
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
+            names.append(name)
+    return names
 
 
 def run_one(key: str, backend: str = "ort") -> dict:
@@ -67,6 +92,7 @@ def run_one(key: str, backend: str = "ort") -> dict:
                  "calibration": "synthetic (4 x 4 random inputs; random-init model)"}
     t0 = time.perf_counter()
     model = entry.build(seed=0)
+    rec["reinit_zero_layers"] = reinit_zero_layers(model, seed=0)
     example = make_inputs(entry, 2, seed=0)
     cal = [make_inputs(entry, 4, seed=1 + i) for i in range(4)]
     check = make_inputs(entry, 8, seed=99)
@@ -90,8 +116,11 @@ def run_one(key: str, backend: str = "ort") -> dict:
             run = OrtModule(res.int8_path, threads=2, outputs="all")
         c = compare_outputs(ref, call_model(run, check))
     rec["eager_abs_max"] = float(primary_output(ref).abs().max())  # tiny random-init logits quantize to 0
+    import resource
+
     rec.update(status="ok", stage="done", top1_agreement=c.top1_agreement, cosine=c.cosine,
-               max_abs_diff=c.max_abs_diff, seconds=time.perf_counter() - t0)
+               max_abs_diff=c.max_abs_diff, seconds=time.perf_counter() - t0,
+               peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
     return rec
 
 

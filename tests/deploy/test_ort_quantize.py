@@ -51,6 +51,47 @@ def test_data_reader_feeds_every_batch_then_rewinds() -> None:
     assert reader.get_next()["input"].sum() == 6
 
 
+def test_data_reader_per_sample_splits_each_batch_into_single_samples() -> None:
+    reader = TensorDataReader([torch.ones(2, 3), torch.zeros(3, 3)], ["input"], per_sample=True)
+    feeds = []
+    while (feed := reader.get_next()) is not None:
+        feeds.append(feed["input"])
+    assert [f.shape for f in feeds] == [(1, 3)] * 5
+    assert [float(f.sum()) for f in feeds] == [3.0, 3.0, 0.0, 0.0, 0.0]
+    reader.rewind()
+    assert reader.get_next()["input"].shape == (1, 3)
+    # inputs that disagree on their first size are not one batch of samples: fed whole
+    mixed = TensorDataReader([{"a": torch.ones(2, 3), "b": torch.ones(4)}], ["a", "b"], per_sample=True)
+    assert mixed.get_next()["a"].shape == (2, 3) and mixed.get_next() is None
+
+
+def test_per_sample_minmax_calibration_gives_the_same_scales(tmp_path) -> None:
+    """Feeding the calibration batches one sample at a time (what leandl does for models past 2 GB,
+    to bound memory) must not change a single MinMax range: every scale and zero point equal."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from leandl.deploy import export_onnx
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Flatten(),
+                        nn.Linear(8 * 6 * 6, 10)).eval()
+    fp32 = export_onnx(net, torch.randn(2, 3, 8, 8), tmp_path / "f.onnx")
+    cal = [torch.randn(4, 3, 8, 8) * (i + 1) for i in range(3)]
+    scales = {}
+    for per_sample in (False, True):
+        out = tmp_path / f"q{per_sample}.onnx"
+        quantize_static(str(fp32), str(out), TensorDataReader(cal, ["input"], per_sample=per_sample),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        scales[per_sample] = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer
+                              if t.name.endswith(("_scale", "_zero_point"))}
+    assert len(scales[False]) >= 8 and scales[False].keys() == scales[True].keys()
+    for name, value in scales[False].items():
+        assert np.array_equal(value, scales[True][name]), name
+
+
 def test_static_int8_op_types_auto_rule_by_hand(tmp_path) -> None:
     """``op_types="auto"``: weight ops only when MatMul/Gemm nodes outnumber Conv nodes."""
     import onnx

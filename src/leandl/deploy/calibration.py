@@ -150,30 +150,41 @@ class TensorDataReader:
         input_names: the ONNX graph's input names, in order.
         dtypes: the graph inputs' numpy dtypes; each fed array is cast to its input's. ``None``:
             floating tensors become float32 and integer tensors (token ids) keep their dtype.
+        per_sample: feed each batch one sample at a time (every input split along its first
+            axis; a batch whose inputs differ in their first size is fed whole). The same samples
+            reach the model, so running min/max ranges are unchanged, while the activations held
+            at once shrink by the batch size (see :func:`leandl.deploy.quantize_static_onnx`).
     """
 
     def __init__(self, batches: Sequence[Any], input_names: Sequence[str],
-                 dtypes: Sequence[Any] | None = None) -> None:
+                 dtypes: Sequence[Any] | None = None, *, per_sample: bool = False) -> None:
         self.batches = list(batches)
         self.input_names = list(input_names)
         self.dtypes = list(dtypes) if dtypes is not None else None
-        self._it: Iterator[Any] = iter(self.batches)
+        self.per_sample = per_sample
+        self._it: Iterator[dict[str, np.ndarray]] = self._feeds()
+
+    def _feeds(self) -> Iterator[dict[str, np.ndarray]]:
+        from leandl.deploy.io import feed_dict
+
+        for batch in self.batches:
+            feed = feed_dict(_detach(batch), self.input_names)
+            if self.dtypes is not None:
+                feed = {n: np.ascontiguousarray(a.astype(d, copy=False)) for (n, a), d in zip(feed.items(), self.dtypes)}
+            sizes = {a.shape[0] if a.ndim else None for a in feed.values()}
+            if not self.per_sample or len(sizes) != 1 or None in sizes:
+                yield feed
+                continue
+            for i in range(sizes.pop()):
+                yield {n: a[i:i + 1] for n, a in feed.items()}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         """The next feed dict, or ``None`` when the batches are used up."""
-        batch = next(self._it, None)
-        if batch is None:
-            return None
-        from leandl.deploy.io import feed_dict
-
-        feed = feed_dict(_detach(batch), self.input_names)
-        if self.dtypes is not None:
-            feed = {n: np.ascontiguousarray(a.astype(d, copy=False)) for (n, a), d in zip(feed.items(), self.dtypes)}
-        return feed
+        return next(self._it, None)
 
     def rewind(self) -> None:
         """Start again from the first batch."""
-        self._it = iter(self.batches)
+        self._it = self._feeds()
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -19,7 +19,6 @@ The torch model passed in is never modified.
 
 from __future__ import annotations
 
-import gc
 
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from leandl.deploy.calibration import random_calibration as random_calibration_b
 from leandl.deploy.onnx_export import export_onnx, validate_onnx
 from leandl.deploy.ort_quantize import CalibrateMethod, onnx_file_bytes, quantize_dynamic_onnx, quantize_static_onnx
 from leandl.errors import ConfigError
+from leandl.memory import release_memory
 from leandl.quantize.convert import float_twin, has_fake_quant
 
 __all__ = ["PtqResult", "ptq_onnx", "PtqMethod"]
@@ -136,7 +136,7 @@ def ptq_onnx(
         with tempfile.TemporaryDirectory() as tmp:
             src = export_onnx(folded, example_inputs, Path(tmp) / "corrected.onnx", opset=opset)
             del folded  # a model-sized copy, not needed past export (ViT-H/14's int8 ran out of 24 GB)
-            gc.collect()
+            release_memory()
             qinfo = {}
             int8 = quantize_static_onnx(src, out / int8_name, calibration, calibrate_method=calibrate_method,
                                         per_channel=per_channel, reduce_range=reduce_range, info=qinfo)
