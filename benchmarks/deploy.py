@@ -18,7 +18,8 @@ Acceptance (issue 8): ORT int8 throughput >= 1.5x ORT fp32, whole chain >= 4x de
 
 Best chain per batch size (issue 17, ``--batch-sizes 64,1``): beside the chain above, the pruned
 model runs as eager channels-last, as ORT static int8 from a prune with widths in multiples of
-16 (``pruned16_ort_int8``), and as torchao x86 int8 (both prunes) where torchao is installed; per batch size
+16 (``pruned16_ort_int8``), as torchao x86 int8 (both prunes) where torchao is installed, and as
+OpenVINO running the same two int8 ONNX files (``*_openvino_int8``) where openvino is installed; per batch size
 the variant with the highest median per-round speed-up over dense eager is the best chain
 (goal 6x at b64, 10x at b1). ``torch.compile`` is left out: it recompiles for 16-50 s per seed
 and shape, which does not fit the 10-minute budget of the full run.
@@ -52,7 +53,8 @@ from _common import base_parser, finish_rows, print_table, row, write_rows  # no
 from leandl.measure import cpu_description  # noqa: E402
 
 CHAIN = ("dense_eager", "pruned_eager", "pruned_ort_fp32", "pruned_ort_int8")
-EXTRA = ("pruned_eager_cl", "pruned16_ort_int8", "pruned_torchao_x86", "pruned16_torchao_x86")
+EXTRA = ("pruned_eager_cl", "pruned16_ort_int8", "pruned_torchao_x86", "pruned16_torchao_x86", "pruned_openvino_int8",
+         "pruned16_openvino_int8")
 BERT = ("ort_fp32", "ort_static_int8", "ort_dynamic_int8", "fused_ort_fp32", "fused_ort_dynamic_int8",
         "pruned_ort_dynamic_int8", "pruned_fused_ort_dynamic_int8")
 
@@ -111,6 +113,20 @@ def build_variants(seed: int, tmp: Path, threads: int, round_to: int) -> tuple[d
             facts["pruned16_macs"] = float(count_macs(p16, x1).total)
             facts["pruned16_int8_top1_agreement"], facts["pruned16_int8_cosine"] = _agreement(
                 p16(check), fns["pruned16_ort_int8"](check))
+    # OpenVINO runs the very same int8 files (only the runtime differs)
+    ov_why = BACKENDS.get("openvino-int8").unavailable()
+    ov_files = [("pruned_openvino_int8", res.int8_path, ref)]
+    if round_to != 16:
+        ov_files.append(("pruned16_openvino_int8", r16.int8_path, p16(check)))
+    for name, path, model_ref in ov_files:
+        if ov_why:
+            skipped[name] = ov_why
+            continue
+        from leandl.deploy.backends_openvino import OpenVinoModule
+
+        fns[name] = OpenVinoModule(path, threads=threads)
+        with torch.no_grad():
+            facts[f"{name}_top1_agreement"], facts[f"{name}_cosine"] = _agreement(model_ref, fns[name](check))
     why = BACKENDS.get("torchao-x86").unavailable()
     targets = [("pruned_torchao_x86", pruned, ref)]
     if round_to != 16:

@@ -197,22 +197,25 @@ ROWS: list[dict[str, Any]] = [
     {"what": "Best deployment chain per batch size (`benchmarks/deploy.py`, 2 threads, interleaved rounds, "
              "quiet machine, CPU with AVX-512 VNNI; ResNet-56 pruned to half its MACs, widths x16; a BERT-style "
              "encoder at b8; goals in docs/deploy.md)",
-     "result": "ResNet-56 vs dense eager: b64 torchao x86 int8 {b64}x +- {b64sd} (ORT int8 {o64}x +- {o64sd}; "
-               "**miss** of the goal), b1 ORT int8 {b1}x +- {b1sd} ({n} seeds); BERT: heads + MLP pruned + ORT "
-               "dynamic int8 {bert}x +- {bsd} ORT fp32, cosine {cos} ({bn} seeds)",
-     "values": {"b64": v(_DCH, "[method=best chain b64: pruned16_torchao_x86&metric=speedup].mean"),
-                "b64sd": v(_DCH, "[method=best chain b64: pruned16_torchao_x86&metric=speedup].std"),
+     "result": "ResNet-56 vs dense eager: b64 OpenVINO running leandl's int8 ONNX file {b64}x +- {b64sd} (the same "
+               "file in ORT {o64}x +- {o64sd}, torchao x86 int8 {t64}x +- {t64sd}), b1 OpenVINO int8 {b1}x +- {b1sd} "
+               "({n} seeds); BERT: heads + MLP pruned + ORT dynamic int8 {bert}x +- {bsd} ORT fp32, cosine {cos} "
+               "({bn} seeds)",
+     "values": {"b64": v(_DCH, "[method=best chain b64: pruned16_openvino_int8&metric=speedup].mean"),
+                "b64sd": v(_DCH, "[method=best chain b64: pruned16_openvino_int8&metric=speedup].std"),
                 "o64": v(_DCH, "[method=pruned16_ort_int8&metric=speedup&batch_size=64].mean"),
                 "o64sd": v(_DCH, "[method=pruned16_ort_int8&metric=speedup&batch_size=64].std"),
-                "b1": v(_DCH, "[method=best chain b1: pruned16_ort_int8&metric=speedup].mean", ".1f"),
-                "b1sd": v(_DCH, "[method=best chain b1: pruned16_ort_int8&metric=speedup].std", ".1f"),
-                "n": v(_DCH, "[method=best chain b64: pruned16_torchao_x86&metric=speedup].n", "d"),
+                "t64": v(_DCH, "[method=pruned16_torchao_x86&metric=speedup&batch_size=64].mean"),
+                "t64sd": v(_DCH, "[method=pruned16_torchao_x86&metric=speedup&batch_size=64].std"),
+                "b1": v(_DCH, "[method=best chain b1: pruned16_openvino_int8&metric=speedup].mean", ".1f"),
+                "b1sd": v(_DCH, "[method=best chain b1: pruned16_openvino_int8&metric=speedup].std", ".1f"),
+                "n": v(_DCH, "[method=best chain b64: pruned16_openvino_int8&metric=speedup].n", "d"),
                 "bert": v(_DCH, "[method=best chain bert: pruned_ort_dynamic_int8&metric=speedup].mean"),
                 "bsd": v(_DCH, "[method=best chain bert: pruned_ort_dynamic_int8&metric=speedup].std"),
                 "cos": v(_DCH, "[method=bert&metric=pruned_ort_dynamic_int8_cosine].mean", ".4f"),
                 "bn": v(_DCH, "[method=best chain bert: pruned_ort_dynamic_int8&metric=speedup].n", "d")}},
-    {"what": "Why b64 stops short of the goal: other allocations of ResNet-56's MACs, int8 at b64 "
-             "(`benchmarks/deploy_allocations.py`)",
+    {"what": "Why ORT and torchao stop short of the b64 goal: other allocations of ResNet-56's MACs, int8 at b64 "
+             "(`benchmarks/deploy_allocations.py`, before the OpenVINO backend)",
      "result": "no allocation of half the MACs beats {u}x +- {usd} (uniform widths, torchao); even {d30} % of the "
                "MACs gives only {dc}x +- {dcsd}; the convs of the never-pruned first stage take {s1} % of ORT's int8 "
                "kernel time ({n} seeds): **negative**",
@@ -227,7 +230,8 @@ ROWS: list[dict[str, Any]] = [
     {"what": "Static int8 ONNX on models nobody here wrote (`benchmarks/int8_zoo.py`, random init, synthetic "
              "calibration): the int8 file runs in ONNX Runtime",
      "result": "Hugging Face {h}/{hn}, torchvision {v}/{vn}, timm {t}/{tn}; cosine to eager high for {hc}, {vc} "
-               "and {tc} of them (at least {thr}; torchvision's lowest {vmin}); torchao x86 int8 on a {an}-model "
+               "and {tc} of them (at least {thr}; torchvision's lowest {vmin}); `vit_h_14` ({vhf} GB of fp32 "
+               "weights) in {vhp} GB peak memory, cosine {vhc}; torchao x86 int8 on a {an}-model "
                "subset runs {ao}/{an}, but {az} tiny-logit random-init models give a useless cosine (docs/deploy.md)",
      "values": {"h": v(_I8, "summary.counts.hf.ok", "d"), "hn": v(_I8, "summary.counts.hf.total", "d"),
                 "v": v(_I8, "summary.counts.torchvision.ok", "d"),
@@ -237,6 +241,9 @@ ROWS: list[dict[str, Any]] = [
                 "vc": v(_I8, "summary.cosine.torchvision.at_least_099", "d"),
                 "tc": v(_I8, "summary.cosine.timm.at_least_099", "d"),
                 "vmin": v(_I8, "summary.cosine.torchvision.min", ".3f"),
+                "vhf": v(_I8, "rows[model=torchvision:vit_h_14].fp32_bytes", ".1f", scale=1e-9),
+                "vhp": v(_I8, "rows[model=torchvision:vit_h_14].peak_rss_bytes", ".1f", scale=1e-9),
+                "vhc": v(_I8, "rows[model=torchvision:vit_h_14].cosine", ".4f"),
                 "thr": v(_I8, "summary.cosine_threshold", "g"),
                 "az": v(_I8A, "rows", "d", agg="count_cosine_below", threshold=0.5),
                 "ao": v(_I8A, "rows", "d", agg="count_ok"), "an": v(_I8A, "rows", "d", agg="len")}},

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         backends: Annotated[Optional[str], typer.Option(
             "--backends", help="comma-separated backend names (default eager,torchscript,compile,onnxruntime,"
                                "onnxruntime-int8; --quick: eager,onnxruntime,onnxruntime-int8); also "
-                               "eager-channels-last, onnxruntime-dynamic-int8, torchao-x86")] = None,
+                               "eager-channels-last, onnxruntime-dynamic-int8, torchao-x86, openvino, openvino-int8")] = None,
         batch_sizes: Annotated[Optional[str], typer.Option("--batch-sizes", help="batch sizes (default 1,64)")] = None,
         threads: Annotated[Optional[str], typer.Option(
             "--threads", help="intra-op thread counts (default 1,2; --quick: 1)")] = None,

@@ -9,7 +9,8 @@
 - :func:`ptq_onnx`: static int8 QDQ (calibrated, per-channel, bias-corrected) or dynamic int8
   (MatMul/Gemm only) ONNX files; :func:`bias_correct_` is the torch-side bias correction.
 - backends in :data:`leandl.registry.BACKENDS` (``eager``, ``torchscript``, ``compile``,
-  ``onnxruntime``, ``onnxruntime-int8``, ``onnxruntime-dynamic-int8``, ``torchao-x86``) and
+  ``onnxruntime``, ``onnxruntime-int8``, ``onnxruntime-dynamic-int8``, ``torchao-x86``, ``openvino``,
+  ``openvino-int8``) and
   :func:`bench_backends`, the engine of ``leandl bench``.
 """
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-__all__ = ["Backend", "BuiltBackend", "Runner", "BackendUnavailable"]
+__all__ = ["Backend", "BuiltBackend", "Runner", "BackendUnavailable", "built_from_file"]
 
 
 class BackendUnavailable(RuntimeError):
@@ -56,6 +56,13 @@ class BuiltBackend:
         return self.make_runner(threads)
 
 
+def built_from_file(name: str, path: Path, open_runner: Callable[[Path, int | None], Runner],
+                    notes: str = "") -> BuiltBackend:
+    """A backend built as one file, run by ``open_runner(path, threads)`` (ONNX Runtime, OpenVINO)."""
+    return BuiltBackend(name, Path(path).stat().st_size, lambda threads: open_runner(path, threads),
+                        artifact=Path(path), notes=notes)
+
+
 class Backend:
     """Base class of deployment backends.
 
@@ -64,11 +71,19 @@ class Backend:
         slow_build: building or the first call takes long (``torch.compile``: 16-50 s).
         needs_calibration: ``build`` uses the calibration batches (static int8); without them
             it raises :class:`BackendUnavailable`.
+        reuses: the backend whose artifact this one runs unchanged (``openvino-int8`` runs the
+            file of ``onnxruntime-int8``): built together, the artifact is made once and handed
+            to :meth:`from_artifact`.
     """
 
     name: ClassVar[str] = "backend"
     slow_build: ClassVar[bool] = False
     needs_calibration: ClassVar[bool] = False
+    reuses: ClassVar[str | None] = None
+
+    def from_artifact(self, artifact: Path, notes: str = "") -> BuiltBackend:
+        """This backend over the artifact already built by :attr:`reuses`."""
+        raise TypeError(f"backend class {type(self).__name__} does not run another backend's artifact")
 
     @classmethod
     def unavailable(cls) -> str | None:

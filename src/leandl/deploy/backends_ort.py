@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from leandl.deploy.backend import Backend, BackendUnavailable, BuiltBackend, Runner
+from leandl.deploy.backend import Backend, BackendUnavailable, BuiltBackend, built_from_file
 from leandl.deploy.onnx_export import export_onnx
 from leandl.deploy.ort_session import OrtModule
 from leandl.deploy.ptq import ptq_onnx
@@ -23,10 +23,7 @@ __all__ = ["OrtBackend", "OrtStaticInt8Backend", "OrtDynamicInt8Backend"]
 
 
 def _built(name: str, path: Path, notes: str = "") -> BuiltBackend:
-    def make(threads: int | None) -> Runner:
-        return OrtModule(path, threads=threads, outputs="all")
-
-    return BuiltBackend(name, path.stat().st_size, make, artifact=path, notes=notes)
+    return built_from_file(name, path, lambda p, t: OrtModule(p, threads=t, outputs="all"), notes)
 
 
 @BACKENDS.register("onnxruntime")

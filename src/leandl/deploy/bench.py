@@ -134,7 +134,8 @@ def time_backends(built: dict[str, BuiltBackend], check_inputs: Any, batch_sizes
 
 def build_backends(model: nn.Module, backends: Sequence[str], example_inputs: Any, calibration: Sequence[Any],
                    root: Path) -> tuple[dict[str, BuiltBackend], dict[str, str]]:
-    """Build each named backend for ``model`` under ``root / name``.
+    """Build each named backend for ``model`` under ``root / name`` (a backend that runs another's
+    artifact, :attr:`Backend.reuses`, gets the file that one built when it was built first).
 
     Returns:
         ``(built, not_built)``: the built backends by name, and for the others the row status
@@ -149,7 +150,11 @@ def build_backends(model: nn.Module, backends: Sequence[str], example_inputs: An
             why = cls.unavailable()
             if why:
                 raise BackendUnavailable(why)
-            built[name] = cls().build(model, example_inputs, calibration, Path(root) / name)
+            source = built.get(cls.reuses) if cls.reuses else None
+            if source is not None and source.artifact is not None:  # the same file, built once
+                built[name] = cls().from_artifact(source.artifact, source.notes)
+            else:
+                built[name] = cls().build(model, example_inputs, calibration, Path(root) / name)
         except BackendUnavailable as exc:  # cannot run here at all: skipped, with the reason
             failed[name] = f"skipped: {str(exc).strip() or type(exc).__name__}"[:300]
         except Exception as exc:  # a problem of this model on this backend

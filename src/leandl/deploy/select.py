@@ -4,9 +4,10 @@
 
 1. lists the eligible backends (:func:`eligible_backends`): ``eager``, ``eager-channels-last``
    (models with an image input and 2-D convolutions), ``compile``, ``onnxruntime``,
-   ``onnxruntime-int8``, ``torchao-x86`` and, for models whose MACs are mostly outside
-   convolutions (transformers, MLPs), ``onnxruntime-dynamic-int8``; the others are listed as
-   skipped with the reason;
+   ``onnxruntime-int8``, ``torchao-x86``, ``openvino`` and ``openvino-int8`` (OpenVINO running
+   the same fp32 / int8 ONNX files; where openvino is installed) and, for models whose MACs are
+   mostly outside convolutions (transformers, MLPs), ``onnxruntime-dynamic-int8``; the others
+   are listed as skipped with the reason;
 2. builds each (:func:`leandl.deploy.bench.build_backends`); static int8 calibrates on the
    given batches only (real inputs, or random ones a caller asked for and labels as such);
 3. checks each on held-out inputs against eager PyTorch: top-1 agreement and cosine of the
@@ -43,7 +44,7 @@ __all__ = ["CANDIDATES", "SLOW", "DeploySelection", "conv_mac_share", "eligible_
            "format_selection", "write_deployment"]
 
 CANDIDATES = ("eager", "eager-channels-last", "compile", "onnxruntime", "onnxruntime-int8", "torchao-x86",
-              "onnxruntime-dynamic-int8")
+              "onnxruntime-dynamic-int8", "openvino", "openvino-int8")
 SLOW = ("compile", "torchao-x86")  # compile for 16-50 s per input shape
 
 
@@ -307,7 +308,8 @@ def format_selection(sel: DeploySelection) -> str:
 
 
 _ONNX_NAMES = {"onnxruntime": "model.onnx", "onnxruntime-int8": "model.int8.onnx",
-               "onnxruntime-dynamic-int8": "model.dynamic-int8.onnx"}
+               "onnxruntime-dynamic-int8": "model.dynamic-int8.onnx", "openvino": "model.onnx",
+               "openvino-int8": "model.int8.onnx"}
 _HOW = {
     "eager": "leandl.load(checkpoint) and call it under torch.inference_mode()",
     "eager-channels-last": "leandl.load(checkpoint).to(memory_format=torch.channels_last); convert 4-D inputs "
@@ -351,7 +353,11 @@ def write_deployment(sel: DeploySelection, out_dir: str | Path, *, model: nn.Mod
         if Path(sel.artifact).resolve() != dst.resolve():
             shutil.copyfile(sel.artifact, dst)
         artifact = dst.name
-        how = f"leandl.deploy.OrtModule('{dst.name}', threads=N) or onnxruntime.InferenceSession('{dst.name}')"
+        if sel.backend.startswith("openvino"):
+            how = (f"leandl.deploy.backends_openvino.OpenVinoModule('{dst.name}', threads=N) or "
+                   f"openvino.Core().compile_model('{dst.name}', 'CPU')")
+        else:
+            how = f"leandl.deploy.OrtModule('{dst.name}', threads=N) or onnxruntime.InferenceSession('{dst.name}')"
     elif sel.backend is not None:
         if model is not None:
             from leandl.checkpoint import save
