@@ -15,6 +15,7 @@ are skipped with that reason.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,16 @@ from leandl.errors import ModelError
 from leandl.registry import BACKENDS
 
 __all__ = ["OpenVinoModule", "OpenVinoBackend", "OpenVinoInt8Backend"]
+
+
+@functools.cache
+def _core() -> Any:
+    """The process's one ``openvino.Core``, shared by every :class:`OpenVinoModule`. A new Core per
+    model is known to crash OpenVINO after a few dozen loads in one process, and the test suite,
+    which builds that many, segfaulted once (intermittently) while each module made its own."""
+    import openvino as ov
+
+    return ov.Core()
 
 
 def _missing() -> str | None:
@@ -53,14 +64,12 @@ class OpenVinoModule:
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, outputs: str = "first") -> None:
-        import openvino as ov
-
         if outputs not in ("first", "all"):
             raise ValueError(f"outputs must be 'first' or 'all', got {outputs!r}")
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.path, self.outputs = Path(path), outputs
-        self._core = ov.Core()
+        self._core = _core()
         try:
             self._model = self._core.read_model(str(path))
         except Exception as exc:  # openvino raises its own RuntimeError subclasses
