@@ -76,6 +76,7 @@ class OpenVinoModule:
             raise ModelError(f"OpenVINO cannot read the model: {exc}", where=str(path)) from exc
         self.input_names = [p.get_any_name() for p in self._model.inputs]
         self.output_names = [p.get_any_name() for p in self._model.outputs]
+        self._dtypes = {p.get_any_name(): p.get_element_type().to_dtype() for p in self._model.inputs}
         self._config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
                                         "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}
         if threads is not None:
@@ -99,8 +100,7 @@ class OpenVinoModule:
             feed = feed_dict(gather_call(inputs, kw_inputs), self.input_names)
         except ValueError as exc:
             raise ModelError(str(exc), where=str(self.path)) from exc
-        types = {p.get_any_name(): p.get_element_type().to_dtype() for p in self._model.inputs}
-        feed = {n: np.ascontiguousarray(a.astype(types[n], copy=False)) for n, a in feed.items()}
+        feed = {n: np.ascontiguousarray(a.astype(self._dtypes[n], copy=False)) for n, a in feed.items()}
         request = self._request(feed)
         result = request.infer(feed)
         out = [torch.from_numpy(np.array(result[port])) for port in request.model_outputs]

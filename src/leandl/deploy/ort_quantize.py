@@ -34,8 +34,8 @@ from typing import Any, Literal
 from leandl.deploy.calibration import TensorDataReader
 from leandl.deploy.conv_padding import pad_input_convs_checked
 from leandl.deploy.onnx_export import validate_onnx
-from leandl.memory import release_memory
 from leandl.errors import ConfigError, ModelError
+from leandl.memory import release_memory
 
 __all__ = ["CalibrateMethod", "quantize_static_onnx", "quantize_dynamic_onnx", "op_counts", "compact_names",
            "DYNAMIC_OP_TYPES",
